@@ -1,0 +1,25 @@
+"""Random masking of image tokens for the masked-token training objective."""
+
+from __future__ import annotations
+
+import torch
+
+from .schedule import training_mask_counts
+
+
+def random_mask(tokens: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Boolean mask (B, N) with a cosine-schedule number of random positions set per row.
+
+    tokens: (B, N) token ids; only the shape and device are used.
+    """
+    batch, seq_len = tokens.shape
+    progress = torch.rand(batch, generator=generator, device=generator.device).to(tokens.device)
+    counts = training_mask_counts(progress, seq_len)
+    scores = torch.rand(batch, seq_len, generator=generator, device=generator.device).to(tokens.device)
+    # A position is masked when its random score ranks among the `count` smallest of its row.
+    ranks = scores.argsort(dim=1).argsort(dim=1)
+    return ranks < counts[:, None]
+
+
+def apply_mask(tokens: torch.Tensor, mask: torch.Tensor, mask_id: int) -> torch.Tensor:
+    return torch.where(mask, torch.full_like(tokens, mask_id), tokens)

@@ -1,0 +1,268 @@
+"""Training a StyleDrop adapter on a frozen base: masked-token cross-entropy, cosine mask schedule.
+
+The VQ tokens of the training images (with their augmentations) and the text embeddings of their prompts
+never change, so they are computed once, before the first step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from .adapters.config import AdapterCard, AdapterConfig
+from .adapters.io import save_adapter
+from .adapters.layer import Adapter
+from .errors import StyleDropError
+from .fileio import write_json, write_with
+from .images import resize_shorter_side, to_tensor
+from .masking import apply_mask, random_mask
+from .models.amused import AmusedBase, Conditioning
+
+ADAPTER_NAME = "train"
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings. Defaults are provisional until the toy-world sweep measures them (see README)."""
+
+    steps: int = 1000
+    lr: float = 3e-4
+    batch_size: int = 8
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    cond_dropout: float = 0.1  # probability of replacing a sample's prompt by the empty prompt
+    seed: int = 0
+    checkpoint_every: int = 100
+    gradient_checkpointing: bool = False
+    crops_per_image: int = 8  # the augmentation bank: random crops of each image, each also flipped
+    crop_scale: float = 1.15  # the shorter side is resized to crop_scale x resolution before cropping
+    flip: bool = True
+
+    def __post_init__(self):
+        checks = {
+            "steps": 1 <= self.steps <= 1_000_000,
+            "lr": 0 < self.lr <= 1.0,
+            "batch_size": 1 <= self.batch_size <= 4096,
+            "weight_decay": 0 <= self.weight_decay <= 1,
+            "grad_clip": self.grad_clip > 0,
+            "cond_dropout": 0 <= self.cond_dropout < 1,
+            "seed": 0 <= self.seed < 2**63,
+            "checkpoint_every": self.checkpoint_every >= 1,
+            "crops_per_image": self.crops_per_image >= 1,
+            "crop_scale": 1.0 <= self.crop_scale <= 4.0,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise StyleDropError(f"--{bad[0].replace('_', '-')}: out of range ({getattr(self, bad[0])!r})")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def resumable_from(self, other: dict) -> bool:
+        """A run may resume another whose settings differ at most in length and checkpoint spacing."""
+        ignore = {"steps", "checkpoint_every"}
+        return {k: v for k, v in self.to_dict().items() if k not in ignore} == {
+            k: v for k, v in other.items() if k not in ignore
+        }
+
+
+@dataclass
+class TrainingSet:
+    """Every augmented variant of every training image, encoded once. M variants."""
+
+    tokens: torch.Tensor  # (M, h, w) VQ token ids
+    micro: torch.Tensor  # (M, 5) micro-conditioning of each variant's crop
+    prompt_index: torch.Tensor  # (M,) which prompt each variant belongs to
+    text: Conditioning  # one row per prompt (micro unused)
+    empty: Conditioning  # the empty prompt, for conditioning dropout
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+
+def crop_variants(image: Image.Image, resolution: int, config: TrainConfig, generator: torch.Generator):
+    """Yield (pixels (3, res, res), micro (orig_w, orig_h, top, left)) for each augmentation of one image.
+
+    The first crop is centred; the others are random. With flip on, each crop also comes mirrored.
+    """
+    resized = resize_shorter_side(image, round(resolution * config.crop_scale))
+    w, h = resized.size
+    for i in range(config.crops_per_image):
+        if i == 0:
+            top, left = (h - resolution) // 2, (w - resolution) // 2
+        else:
+            top = int(torch.randint(h - resolution + 1, (), generator=generator))
+            left = int(torch.randint(w - resolution + 1, (), generator=generator))
+        pixels = to_tensor(resized.crop((left, top, left + resolution, top + resolution)))
+        yield pixels, (w, h, top, left)
+        if config.flip:
+            yield pixels.flip(-1), (w, h, top, left)
+
+
+def build_training_set(
+    base: AmusedBase, images: list[Image.Image], prompts: list[str], config: TrainConfig, generator: torch.Generator
+) -> TrainingSet:
+    pixels, micro, owner = [], [], []
+    for index, image in enumerate(images):
+        for p, (w, h, top, left) in crop_variants(image, base.resolution, config, generator):
+            pixels.append(p)
+            micro.append(base.micro_conds(1, (w, h), (top, left))[0])
+            owner.append(index)
+    tokens = torch.cat([base.encode_images(torch.stack(pixels[i : i + 16])) for i in range(0, len(pixels), 16)])
+    return TrainingSet(
+        tokens=tokens,
+        micro=torch.stack(micro),
+        prompt_index=torch.tensor(owner, device=base.device),
+        text=base.condition(prompts),
+        empty=base.condition([""]),
+    )
+
+
+def drop_conditioning(
+    cond: Conditioning, empty: Conditioning, p: float, generator: torch.Generator
+) -> tuple[Conditioning, torch.Tensor]:
+    """Replace each row's text by the empty prompt with probability p; returns (conditioning, dropped (B,))."""
+    dropped = torch.rand(len(cond), generator=generator, device=generator.device).to(cond.hidden.device) < p
+    empty = Conditioning(
+        empty.hidden.expand_as(cond.hidden), empty.pooled.expand_as(cond.pooled), cond.micro
+    )
+    return cond.where(~dropped, empty), dropped
+
+
+def masked_token_loss(base: AmusedBase, tokens: torch.Tensor, cond: Conditioning, route, generator) -> torch.Tensor:
+    """Cross-entropy on the masked positions of tokens (B, h, w), masked by the cosine schedule."""
+    flat = tokens.flatten(1)
+    mask = random_mask(flat, generator)
+    inputs = apply_mask(flat, mask, base.mask_id).view_as(tokens)
+    logits = base.logits(inputs, cond, route)
+    return F.cross_entropy(logits[mask].float(), flat[mask])
+
+
+def sample_batch(data: TrainingSet, batch_size: int, dropout: float, generator: torch.Generator):
+    """A random batch of augmented variants with their (possibly dropped) conditioning."""
+    idx = torch.randint(len(data), (batch_size,), generator=generator, device=generator.device).to(data.tokens.device)
+    text = data.text.index(data.prompt_index[idx])
+    cond = Conditioning(text.hidden, text.pooled, data.micro[idx])
+    cond, _ = drop_conditioning(cond, data.empty, dropout, generator)
+    return data.tokens[idx], cond
+
+
+# -- checkpoints: safetensors tensors + JSON, never pickle ---------------------------------------------------------
+def save_checkpoint(folder: Path, step: int, adapter: Adapter, optimizer, generator, config: TrainConfig) -> None:
+    tensors = {f"adapter.{k}": v.detach().cpu().contiguous() for k, v in adapter.state_dict().items()}
+    for i, state in optimizer.state_dict()["state"].items():
+        for key, value in state.items():
+            tensors[f"optim.{i}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    tensors["rng"] = generator.get_state()
+    path = folder / CHECKPOINTS / f"step-{step:07d}"
+    path.mkdir(parents=True, exist_ok=True)
+    write_with(path / "state.safetensors", lambda p: save_file(tensors, str(p)))
+    write_json(path / "state.json", {"step": step, "train": config.to_dict()})
+    for old in (folder / CHECKPOINTS).glob("step-*"):
+        if old != path:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    done = [p for p in (folder / CHECKPOINTS).glob("step-*") if (p / "state.json").is_file()]
+    return max(done, default=None)
+
+
+def load_checkpoint(path: Path, adapter: Adapter, optimizer, generator, config: TrainConfig) -> int:
+    meta = json.loads((path / "state.json").read_text())
+    if not config.resumable_from(meta["train"]):
+        raise StyleDropError(f"{path}: checkpoint was made with other training settings; resume with the same ones")
+    tensors = load_file(path / "state.safetensors")
+    adapter.load_state_dict({k[len("adapter.") :]: v for k, v in tensors.items() if k.startswith("adapter.")})
+    state = optimizer.state_dict()
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, i, key = name.split(".", 2)
+            state["state"].setdefault(int(i), {})[key] = value
+    optimizer.load_state_dict(state)
+    generator.set_state(tensors["rng"])
+    return int(meta["step"])
+
+
+# -- the loop ----------------------------------------------------------------------------------------------------
+def train_adapter(
+    base: AmusedBase,
+    images: list[Image.Image],
+    prompts: list[str],
+    out_dir: str | Path,
+    style: str,
+    adapter_config: AdapterConfig = AdapterConfig(),
+    config: TrainConfig = TrainConfig(),
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = tqdm.write,
+    on_step: Callable[[int, float], None] | None = None,
+) -> Path:
+    """Train an adapter on (image, prompt) pairs and save it to out_dir; returns out_dir.
+
+    prompts are full training prompts (content + style descriptor), one per image. With resume=True the
+    latest checkpoint in out_dir/checkpoints is continued, to the same result as an uninterrupted run.
+    """
+    if len(images) != len(prompts) or not images:
+        raise StyleDropError(f"need one prompt per image: got {len(images)} images and {len(prompts)} prompts")
+    out_dir = Path(out_dir)
+    generator = torch.Generator().manual_seed(config.seed)
+    if ADAPTER_NAME in base.adapters:
+        base.adapters.remove(ADAPTER_NAME)
+    adapter = base.new_adapter(ADAPTER_NAME, adapter_config, generator)
+    data = build_training_set(base, images, prompts, config, generator)
+    optimizer = torch.optim.AdamW(adapter.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    base.transformer.set_gradient_checkpointing(config.gradient_checkpointing)
+
+    start = 0
+    checkpoint = latest_checkpoint(out_dir) if resume else None
+    if checkpoint is not None:
+        start = load_checkpoint(checkpoint, adapter, optimizer, generator, config)
+        log(f"resuming from {checkpoint} (step {start})")
+    trainable = sum(p.numel() for p in adapter.parameters())
+    log(f"trainable parameters: {trainable:,} ({100 * trainable / base.parameter_count():.3f}% of the base transformer)")
+    log(f"training set: {len(images)} image(s), {len(data)} augmented variants")
+
+    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="training", disable=not progress)
+    last_good = checkpoint
+    with base.adapters.route(ADAPTER_NAME):  # backward too: checkpointed layers re-run their hooks there
+        for step in bar:
+            tokens, cond = sample_batch(data, config.batch_size, config.cond_dropout, generator)
+            loss = masked_token_loss(base, tokens, cond, ADAPTER_NAME, generator)
+            if not torch.isfinite(loss):
+                where = f"last good checkpoint: {last_good}" if last_good else "no checkpoint was written yet"
+                raise StyleDropError(f"training diverged at step {step + 1}: loss is {loss.item()} ({where})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(adapter.parameters(), config.grad_clip)
+            optimizer.step()
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+            done = step + 1
+            if done % config.checkpoint_every == 0 and done < config.steps:
+                save_checkpoint(out_dir, done, adapter, optimizer, generator, config)
+                last_good = latest_checkpoint(out_dir)
+            if on_step is not None:
+                on_step(done, loss.item())
+    base.transformer.set_gradient_checkpointing(False)
+
+    card = AdapterCard(
+        config=adapter_config,
+        base=base.identity,
+        style=style,
+        prompts=list(prompts),
+        training=config.to_dict(),
+    )
+    save_adapter(out_dir, adapter, card)
+    shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)
+    return out_dir

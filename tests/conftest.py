@@ -1,0 +1,51 @@
+import dataclasses
+import os
+
+# Tests never reach the network: hub ids resolve from the local cache or fail at once.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import pytest
+import torch
+
+from styledrop.models.amused import load_base
+from styledrop.models.tiny import TINY_UVIT, build_tiny_base
+
+
+@pytest.fixture(scope="session")
+def tiny_base_dir(tmp_path_factory):
+    return build_tiny_base(tmp_path_factory.mktemp("tiny-base"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def other_base_dir(tmp_path_factory):
+    """A tiny base with a different transformer architecture: adapters of the first must not load here."""
+    config = dataclasses.replace(TINY_UVIT, num_hidden_layers=3)
+    return build_tiny_base(tmp_path_factory.mktemp("other-base"), seed=1, uvit=config)
+
+
+@pytest.fixture
+def tiny_base(tiny_base_dir):
+    """A fresh load each test: adapters added by one test never leak into another."""
+    return load_base(str(tiny_base_dir))
+
+
+@pytest.fixture
+def reference_image():
+    from styledrop.demo import reference_image
+
+    return reference_image(48)
+
+
+@pytest.fixture
+def reference_png(tmp_path, reference_image):
+    path = tmp_path / "reference.png"
+    reference_image.save(path)
+    return path
+
+
+def randomize_(module: torch.nn.Module, std: float = 0.2, seed: int = 0) -> None:
+    """Give every parameter random values, so that no zero-initialised weight hides a wiring error."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * std)

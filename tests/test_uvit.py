@@ -1,0 +1,68 @@
+import pytest
+import torch
+from diffusers import UVit2DModel
+
+from conftest import randomize_
+from styledrop.models.uvit import UViT, UViTConfig
+
+SMALL = dict(
+    hidden_size=32,
+    cond_embed_dim=16,
+    micro_cond_encode_dim=4,
+    micro_cond_embed_dim=20,
+    encoder_hidden_size=24,
+    vocab_size=40,
+    codebook_size=32,
+    in_channels=12,
+    block_out_channels=16,
+    num_res_blocks=2,
+    block_num_heads=2,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=48,
+    sample_size=8,
+)
+
+
+def inputs(batch=3, side=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.randint(0, 40, (batch, side, side), generator=g),
+        torch.randn(batch, 7, 24, generator=g),
+        torch.randn(batch, 16, generator=g),
+        torch.tensor([[256.0, 256.0, 0.0, 0.0, 6.0], [512.0, 384.0, 12.0, 3.0, 6.0], [300.0, 300.0, 5.0, 5.0, 6.0]])[:batch],
+    )
+
+
+@pytest.mark.parametrize("resample", [False, True], ids=["amused-256-layout", "amused-512-layout"])
+@pytest.mark.parametrize("use_bias", [False, True])
+def test_logits_equal_diffusers_uvit(resample, use_bias):
+    config = dict(SMALL, downsample=resample, upsample=resample, use_bias=use_bias)
+    reference = UVit2DModel(**config).eval()
+    randomize_(reference)
+    ours = UViT(UViTConfig.from_dict(dict(reference.config))).eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    with torch.no_grad():
+        expected = reference(*inputs())
+        got = ours(*inputs())
+    assert got.shape == expected.shape == (3, 32, 8, 8)
+    assert (got - expected).abs().max().item() <= 1e-5
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    model = UViT(UViTConfig.from_dict(SMALL))
+    randomize_(model, std=0.1)
+    grads = []
+    for checkpointing in (False, True):
+        model.zero_grad()
+        model.set_gradient_checkpointing(checkpointing)
+        model(*inputs()).logsumexp(1).mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_config_validation_and_bookkeeping_keys():
+    config = UViTConfig.from_dict({"_class_name": "UVit2DModel", "_diffusers_version": "0.33.1", **SMALL})
+    assert config.mask_token_id == 39
+    with pytest.raises(ValueError, match="vocab_size"):
+        UViTConfig.from_dict(dict(SMALL, vocab_size=32))
