@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from styledrop.adapters import AdapterCard, AdapterConfig, load_adapter, save_adapter
+from styledrop.adapters import AdapterCard, AdapterConfig, save_adapter
 from styledrop.adapters.layer import Adapter
 from styledrop.errors import StyleDropError
 from styledrop.models.amused import load_base

@@ -1,9 +1,9 @@
 import pytest
 import torch
+from conftest import randomize_
 from diffusers import UVit2DModel, VQModel
 from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
 
-from conftest import randomize_
 from styledrop.errors import StyleDropError
 from styledrop.models.amused import config_fingerprint, load_base
 from styledrop.models.tiny import write_char_tokenizer
@@ -43,9 +43,23 @@ def diffusers_saved(tmp_path_factory):
     )
     vq.save_pretrained(root / "vqvae")
     transformer = UVit2DModel(
-        hidden_size=32, cond_embed_dim=16, micro_cond_encode_dim=4, micro_cond_embed_dim=20, encoder_hidden_size=24,
-        vocab_size=33, codebook_size=32, in_channels=12, block_out_channels=16, num_res_blocks=1, downsample=True,
-        upsample=True, block_num_heads=2, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48, sample_size=8,
+        hidden_size=32,
+        cond_embed_dim=16,
+        micro_cond_encode_dim=4,
+        micro_cond_embed_dim=20,
+        encoder_hidden_size=24,
+        vocab_size=33,
+        codebook_size=32,
+        in_channels=12,
+        block_out_channels=16,
+        num_res_blocks=1,
+        downsample=True,
+        upsample=True,
+        block_num_heads=2,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=48,
+        sample_size=8,
     ).eval()
     randomize_(transformer)
     transformer.save_pretrained(root / "transformer")

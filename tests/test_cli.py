@@ -20,8 +20,22 @@ def trained(tiny_base_dir, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("cli")
     reference_image(48).save(root / "ref.png")
-    result = styledrop("train", root / "ref.png", "--content", "a circle", "--style", "in striped style",
-                       "--base", tiny_base_dir, "--out", root / "adapter", "--steps", 4, "--batch-size", 2)
+    result = styledrop(
+        "train",
+        root / "ref.png",
+        "--content",
+        "a circle",
+        "--style",
+        "in striped style",
+        "--base",
+        tiny_base_dir,
+        "--out",
+        root / "adapter",
+        "--steps",
+        4,
+        "--batch-size",
+        2,
+    )
     assert result.returncode == 0, result.stderr
     assert "trainable parameters" in result.stderr + result.stdout
     return root
@@ -47,7 +61,9 @@ def test_train_then_generate_end_to_end(trained):
     # The sidecar reproduces one image on its own: same prompt, its seed, n = 1.
     again = trained / "again"
     record = sidecar["images"][2]
-    result = styledrop("generate", adapter, record["content"], "--out", again, "--n", 1, "--steps", 4, "--seed", record["seed"])
+    result = styledrop(
+        "generate", adapter, record["content"], "--out", again, "--n", 1, "--steps", 4, "--seed", record["seed"]
+    )
     assert result.returncode == 0, result.stderr
     (alone,) = json.loads((again / "images.json").read_text())["images"]
     assert np.array_equal(np.asarray(Image.open(again / alone["file"])), np.asarray(Image.open(out / record["file"])))
@@ -102,7 +118,7 @@ def test_bad_train_input_gives_one_line_and_writes_nothing(case, tiny_base_dir, 
     monkeypatch.chdir(bad_files(tmp_path))
     images, extra, expected = TRAIN_CASES[case]
     options = {"--content": "a square", "--style": "in flat style", "--base": str(tiny_base_dir), "--steps": "2"}
-    for flag, value in zip(extra[::2], extra[1::2]):
+    for flag, value in zip(extra[::2], extra[1::2], strict=True):
         options[flag] = value
     args = ["train", *images, "--out", "adapter", *[x for kv in options.items() for x in kv]]
     assert_one_line_error(*run_main(capsys, args), expected)

@@ -1,8 +1,8 @@
 import torch
+from test_adapters import perturb_
 
 from styledrop.adapters import AdapterConfig
 from styledrop.guidance import Term, guided_logits, merge, styledrop_guidance, text_guidance
-from test_adapters import perturb_
 
 
 def setup(base):
@@ -18,7 +18,9 @@ def test_zero_scales_equal_the_adapted_model_alone(tiny_base):
     terms = styledrop_guidance("style", style_scale=0.0, text_scale=0.0)
     assert terms == [Term(1.0, "text", "style")]
     with torch.no_grad():
-        assert torch.equal(guided_logits(tiny_base.logits, terms, conds, tokens), tiny_base.logits(tokens, conds["text"], "style"))
+        assert torch.equal(
+            guided_logits(tiny_base.logits, terms, conds, tokens), tiny_base.logits(tokens, conds["text"], "style")
+        )
 
 
 def test_batched_guidance_equals_three_separate_evaluations(tiny_base):

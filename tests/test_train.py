@@ -30,8 +30,15 @@ def eval_loss(base, image, route, repeats=16):
 
 def test_fifty_steps_lower_the_masked_token_loss_on_the_image(tiny_base, reference_image, tmp_path):
     before = eval_loss(tiny_base, reference_image, None)
-    train_adapter(tiny_base, [reference_image], [PROMPT], tmp_path / "a", "in striped style",
-                  config=TrainConfig(steps=50, **FAST), progress=False)
+    train_adapter(
+        tiny_base,
+        [reference_image],
+        [PROMPT],
+        tmp_path / "a",
+        "in striped style",
+        config=TrainConfig(steps=50, **FAST),
+        progress=False,
+    )
     after = eval_loss(tiny_base, reference_image, "train")
     assert after < before - 0.1, (before, after)
 
@@ -47,7 +54,9 @@ def test_resume_equals_uninterrupted(tiny_base, reference_image, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_adapter(tiny_base, *args, tmp_path / "cut", "s", config=config, progress=False, on_step=crash_after_step_4)
+        train_adapter(
+            tiny_base, *args, tmp_path / "cut", "s", config=config, progress=False, on_step=crash_after_step_4
+        )
     assert not (tmp_path / "cut" / "adapter.safetensors").exists()
     checkpoint = tmp_path / "cut" / "checkpoints" / "step-0000003"
     assert sorted(p.name for p in checkpoint.iterdir()) == ["state.json", "state.safetensors"]  # no pickle
@@ -67,11 +76,27 @@ def test_resume_with_other_settings_is_refused(tiny_base, reference_image, tmp_p
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_adapter(tiny_base, [reference_image], [PROMPT], tmp_path, "s",
-                      config=TrainConfig(steps=4, checkpoint_every=1, **FAST), progress=False, on_step=stop)
+        train_adapter(
+            tiny_base,
+            [reference_image],
+            [PROMPT],
+            tmp_path,
+            "s",
+            config=TrainConfig(steps=4, checkpoint_every=1, **FAST),
+            progress=False,
+            on_step=stop,
+        )
     with pytest.raises(StyleDropError, match="other training settings"):
-        train_adapter(tiny_base, [reference_image], [PROMPT], tmp_path, "s",
-                      config=TrainConfig(steps=4, checkpoint_every=1, seed=9, **FAST), resume=True, progress=False)
+        train_adapter(
+            tiny_base,
+            [reference_image],
+            [PROMPT],
+            tmp_path,
+            "s",
+            config=TrainConfig(steps=4, checkpoint_every=1, seed=9, **FAST),
+            resume=True,
+            progress=False,
+        )
 
 
 def test_conditioning_dropout_drops_at_the_asked_rate_and_in_the_right_direction():
@@ -101,7 +126,9 @@ def test_every_image_is_trained_on_and_augmentations_vary(tiny_base, reference_i
     assert len({tuple(t.flatten().tolist()) for t in tokens}) > 8  # different crops/flips across a batch
 
 
-def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tiny_base, reference_image, tmp_path, monkeypatch):
+def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(
+    tiny_base, reference_image, tmp_path, monkeypatch
+):
     real = train_module.masked_token_loss
     calls = {"n": 0}
 
@@ -112,15 +139,31 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tin
 
     monkeypatch.setattr(train_module, "masked_token_loss", loss_that_diverges)
     with pytest.raises(StyleDropError, match="diverged at step 3: loss is nan.*step-0000002"):
-        train_adapter(tiny_base, [reference_image], [PROMPT], tmp_path, "s",
-                      config=TrainConfig(steps=5, checkpoint_every=2, **FAST), progress=False)
+        train_adapter(
+            tiny_base,
+            [reference_image],
+            [PROMPT],
+            tmp_path,
+            "s",
+            config=TrainConfig(steps=5, checkpoint_every=2, **FAST),
+            progress=False,
+        )
     assert (tmp_path / "checkpoints" / "step-0000002" / "state.safetensors").is_file()
 
 
 def test_training_reports_trainable_parameters(tiny_base, reference_image, tmp_path):
     logs = []
-    train_adapter(tiny_base, [reference_image], [PROMPT], tmp_path, "s", AdapterConfig(rank=2),
-                  TrainConfig(steps=1, **FAST), progress=False, log=logs.append)
+    train_adapter(
+        tiny_base,
+        [reference_image],
+        [PROMPT],
+        tmp_path,
+        "s",
+        AdapterConfig(rank=2),
+        TrainConfig(steps=1, **FAST),
+        progress=False,
+        log=logs.append,
+    )
     line = next(line for line in logs if line.startswith("trainable parameters"))
     count = sum(p.numel() for p in tiny_base.adapters["train"].parameters())
     assert f"{count:,}" in line and "% of the base transformer" in line
@@ -135,7 +178,9 @@ def test_out_of_range_settings_are_refused(field, value):
 def test_gradient_checkpointing_trains_the_same_adapter(tiny_base, reference_image, tmp_path):
     for checkpointing in (False, True):
         config = TrainConfig(steps=3, gradient_checkpointing=checkpointing, **FAST)
-        train_adapter(tiny_base, [reference_image], [PROMPT], tmp_path / str(checkpointing), "s", config=config, progress=False)
+        train_adapter(
+            tiny_base, [reference_image], [PROMPT], tmp_path / str(checkpointing), "s", config=config, progress=False
+        )
     a, b = (load_file(tmp_path / name / "adapter.safetensors") for name in ("False", "True"))
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert any(not torch.equal(a[k], torch.zeros_like(a[k])) for k in a if "up_weight" in k)

@@ -1,8 +1,8 @@
 import pytest
 import torch
+from conftest import randomize_
 from diffusers import UVit2DModel
 
-from conftest import randomize_
 from styledrop.models.uvit import UViT, UViTConfig
 
 SMALL = dict(
@@ -30,7 +30,9 @@ def inputs(batch=3, side=8, seed=0):
         torch.randint(0, 40, (batch, side, side), generator=g),
         torch.randn(batch, 7, 24, generator=g),
         torch.randn(batch, 16, generator=g),
-        torch.tensor([[256.0, 256.0, 0.0, 0.0, 6.0], [512.0, 384.0, 12.0, 3.0, 6.0], [300.0, 300.0, 5.0, 5.0, 6.0]])[:batch],
+        torch.tensor([[256.0, 256.0, 0.0, 0.0, 6.0], [512.0, 384.0, 12.0, 3.0, 6.0], [300.0, 300.0, 5.0, 5.0, 6.0]])[
+            :batch
+        ],
     )
 
 

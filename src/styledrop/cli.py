@@ -19,14 +19,21 @@ class Parser(argparse.ArgumentParser):
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train a style adapter on one or a few reference images")
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--content", action="append", required=True, help='what each image shows, e.g. "a house" (once per image, or once for all)')
+    p.add_argument(
+        "--content",
+        action="append",
+        required=True,
+        help='what each image shows, e.g. "a house" (once per image, or once for all)',
+    )
     p.add_argument("--style", required=True, help='the style descriptor, e.g. "in watercolor painting style"')
     p.add_argument("--base", required=True, help="hub id or folder of an aMUSEd-format model")
     p.add_argument("--out", required=True, help="adapter folder to write")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--rank", type=int, default=4)
-    p.add_argument("--per-layer", action="store_true", help="per-layer adapter weights (paper round 2) instead of shared")
+    p.add_argument(
+        "--per-layer", action="store_true", help="per-layer adapter weights (paper round 2) instead of shared"
+    )
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=100)
@@ -50,14 +57,18 @@ def run_train(args) -> None:
         gradient_checkpointing=args.gradient_checkpointing,
     )
     adapter = AdapterConfig(rank=args.rank, shared=not args.per_layer)
-    out = train_from_files(args.images, args.content, args.style, args.base, args.out, adapter, config, args.resume, args.device)
+    out = train_from_files(
+        args.images, args.content, args.style, args.base, args.out, adapter, config, args.resume, args.device
+    )
     print(f"adapter saved to {out}")
 
 
 def add_generate(sub) -> None:
     p = sub.add_parser("generate", help="generate images in an adapter's style")
     p.add_argument("adapter", metavar="ADAPTER_DIR")
-    p.add_argument("prompts", nargs="+", metavar="PROMPT", help='content prompts, e.g. "a cat" (the style descriptor is added)')
+    p.add_argument(
+        "prompts", nargs="+", metavar="PROMPT", help='content prompts, e.g. "a cat" (the style descriptor is added)'
+    )
     p.add_argument("--out", required=True, help="folder for the PNGs, grid.png and images.json")
     p.add_argument("--n", type=int, default=4, help="images per prompt")
     p.add_argument("--seed", type=int, default=0)

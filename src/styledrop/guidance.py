@@ -11,8 +11,8 @@ Terms with the same (prompt, adapter) are merged and zero weights dropped, so lA
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import torch
 

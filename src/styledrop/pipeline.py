@@ -13,11 +13,11 @@ from tqdm.auto import tqdm
 from . import __version__
 from .adapters.config import AdapterConfig
 from .adapters.io import read_card
-from .errors import StyleDropError
+from .errors import StyleDropError, check_ranges
 from .fileio import write_json
 from .guidance import guided_logits, styledrop_guidance, text_guidance
 from .images import grid, load_image, save_png, to_pil
-from .models.amused import AmusedBase, Conditioning, load_base
+from .models.amused import AmusedBase, load_base
 from .sampler import decode
 from .train import TrainConfig, train_adapter
 
@@ -34,16 +34,16 @@ class SampleConfig:
     batch_size: int = 8
 
     def __post_init__(self):
-        checks = {
-            "steps": 1 <= self.steps <= 1000,
-            "temperature": 0 <= self.temperature <= 100,
-            "style_scale": 0 <= self.style_scale <= 50,
-            "guidance": 0 <= self.guidance <= 50,
-            "batch_size": 1 <= self.batch_size <= 1024,
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise StyleDropError(f"--{bad[0].replace('_', '-')}: out of range ({getattr(self, bad[0])!r})")
+        check_ranges(
+            self,
+            {
+                "steps": 1 <= self.steps <= 1000,
+                "temperature": 0 <= self.temperature <= 100,
+                "style_scale": 0 <= self.style_scale <= 50,
+                "guidance": 0 <= self.guidance <= 50,
+                "batch_size": 1 <= self.batch_size <= 1024,
+            },
+        )
 
 
 def default_device() -> str:
@@ -96,6 +96,21 @@ def slug(text: str, limit: int = 40) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit] or "image"
 
 
+@torch.no_grad()
+def sample_batch(base: AmusedBase, terms, prompts: list[str], seeds: list[int], config: SampleConfig, progress: bool):
+    """Decode one batch: (B, 3, H, W) images in [0, 1] for B (full prompt, seed) pairs."""
+    side = base.config.token_grid
+    conds = {"text": base.condition(prompts), "negative": base.condition([config.negative] * len(prompts))}
+    generators = [torch.Generator(base.device).manual_seed(s) for s in seeds]
+    tokens = torch.full((len(prompts), side * side), base.mask_id, dtype=torch.long, device=base.device)
+
+    def logits_fn(flat: torch.Tensor) -> torch.Tensor:
+        return guided_logits(base.logits, terms, conds, flat.view(-1, side, side))
+
+    tokens = decode(logits_fn, tokens, base.mask_id, config.steps, config.temperature, generators, progress)
+    return base.decode_tokens(tokens.view(-1, side, side))
+
+
 def sample_images(
     base: AmusedBase,
     adapter: str | None,
@@ -110,22 +125,14 @@ def sample_images(
         terms = text_guidance(config.guidance)
     else:
         terms = styledrop_guidance(adapter, config.style_scale, config.guidance)
-    side = base.config.token_grid
-    out = []
     batches = range(0, len(prompts), config.batch_size)
-    for start in tqdm(batches, desc="generating", disable=not progress or len(batches) < 2):
-        chunk, chunk_seeds = prompts[start : start + config.batch_size], seeds[start : start + config.batch_size]
-        conds = {"text": base.condition(chunk), "negative": base.condition([config.negative] * len(chunk))}
-        generators = [torch.Generator(base.device).manual_seed(s) for s in chunk_seeds]
-        tokens = torch.full((len(chunk), side * side), base.mask_id, dtype=torch.long, device=base.device)
-
-        def logits_fn(flat: torch.Tensor) -> torch.Tensor:
-            return guided_logits(base.logits, terms, conds, flat.view(-1, side, side))
-
-        with torch.no_grad():
-            tokens = decode(logits_fn, tokens, base.mask_id, config.steps, config.temperature, generators, progress)
-            out.append(base.decode_tokens(tokens.view(-1, side, side)))
-    return torch.cat(out)
+    chunks = [
+        sample_batch(
+            base, terms, prompts[i : i + config.batch_size], seeds[i : i + config.batch_size], config, progress
+        )
+        for i in tqdm(batches, desc="generating", disable=not progress or len(batches) < 2)
+    ]
+    return torch.cat(chunks)
 
 
 def generate(
@@ -156,7 +163,7 @@ def generate(
     seeds = [seed + i for i in range(len(jobs))]
     images = [to_pil(p) for p in sample_images(model, "style", prompts, seeds, config, progress)]
     paths, records = [], []
-    for (content, j), prompt, image_seed, image in zip(jobs, prompts, seeds, images):
+    for (content, j), prompt, image_seed, image in zip(jobs, prompts, seeds, images, strict=True):
         path = out_dir / f"{contents.index(content):03d}-{slug(content)}-{j:02d}.png"
         save_png(image, path)
         paths.append(path)

@@ -8,7 +8,7 @@ depends on its own seed only, not on what else is in the batch.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm

@@ -9,9 +9,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .adapters.config import AdapterCard, AdapterConfig
 from .adapters.io import save_adapter
 from .adapters.layer import Adapter
-from .errors import StyleDropError
+from .errors import StyleDropError, check_ranges
 from .fileio import write_json, write_with
 from .images import resize_shorter_side, to_tensor
 from .masking import apply_mask, random_mask
@@ -50,21 +50,21 @@ class TrainConfig:
     flip: bool = True
 
     def __post_init__(self):
-        checks = {
-            "steps": 1 <= self.steps <= 1_000_000,
-            "lr": 0 < self.lr <= 1.0,
-            "batch_size": 1 <= self.batch_size <= 4096,
-            "weight_decay": 0 <= self.weight_decay <= 1,
-            "grad_clip": self.grad_clip > 0,
-            "cond_dropout": 0 <= self.cond_dropout < 1,
-            "seed": 0 <= self.seed < 2**63,
-            "checkpoint_every": self.checkpoint_every >= 1,
-            "crops_per_image": self.crops_per_image >= 1,
-            "crop_scale": 1.0 <= self.crop_scale <= 4.0,
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise StyleDropError(f"--{bad[0].replace('_', '-')}: out of range ({getattr(self, bad[0])!r})")
+        check_ranges(
+            self,
+            {
+                "steps": 1 <= self.steps <= 1_000_000,
+                "lr": 0 < self.lr <= 1.0,
+                "batch_size": 1 <= self.batch_size <= 4096,
+                "weight_decay": 0 <= self.weight_decay <= 1,
+                "grad_clip": self.grad_clip > 0,
+                "cond_dropout": 0 <= self.cond_dropout < 1,
+                "seed": 0 <= self.seed < 2**63,
+                "checkpoint_every": self.checkpoint_every >= 1,
+                "crops_per_image": self.crops_per_image >= 1,
+                "crop_scale": 1.0 <= self.crop_scale <= 4.0,
+            },
+        )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -134,9 +134,7 @@ def drop_conditioning(
 ) -> tuple[Conditioning, torch.Tensor]:
     """Replace each row's text by the empty prompt with probability p; returns (conditioning, dropped (B,))."""
     dropped = torch.rand(len(cond), generator=generator, device=generator.device).to(cond.hidden.device) < p
-    empty = Conditioning(
-        empty.hidden.expand_as(cond.hidden), empty.pooled.expand_as(cond.pooled), cond.micro
-    )
+    empty = Conditioning(empty.hidden.expand_as(cond.hidden), empty.pooled.expand_as(cond.pooled), cond.micro)
     return cond.where(~dropped, empty), dropped
 
 
@@ -231,7 +229,9 @@ def train_adapter(
         start = load_checkpoint(checkpoint, adapter, optimizer, generator, config)
         log(f"resuming from {checkpoint} (step {start})")
     trainable = sum(p.numel() for p in adapter.parameters())
-    log(f"trainable parameters: {trainable:,} ({100 * trainable / base.parameter_count():.3f}% of the base transformer)")
+    log(
+        f"trainable parameters: {trainable:,} ({100 * trainable / base.parameter_count():.3f}% of the base transformer)"
+    )
     log(f"training set: {len(images)} image(s), {len(data)} augmented variants")
 
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="training", disable=not progress)

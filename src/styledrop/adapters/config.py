@@ -30,8 +30,10 @@ class AdapterConfig:
         object.__setattr__(self, "placements", tuple(self.placements))
         if not isinstance(self.rank, int) or not 1 <= self.rank <= 4096:
             raise StyleDropError(f"--rank: must be an integer from 1 to 4096, got {self.rank!r}")
-        if not self.placements or not set(self.placements) <= set(PLACEMENTS) or len(set(self.placements)) != len(
-            self.placements
+        if (
+            not self.placements
+            or not set(self.placements) <= set(PLACEMENTS)
+            or len(set(self.placements)) != len(self.placements)
         ):
             raise StyleDropError(f"placements: must be distinct names from {PLACEMENTS}, got {self.placements!r}")
         if not self.init_std > 0:
@@ -41,7 +43,7 @@ class AdapterConfig:
         return {**dataclasses.asdict(self), "placements": list(self.placements)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "AdapterConfig":
+    def from_dict(cls, d: dict) -> AdapterConfig:
         return cls(**d)
 
 
@@ -79,7 +81,7 @@ class AdapterCard:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "AdapterCard":
+    def from_dict(cls, d: dict) -> AdapterCard:
         """Raises KeyError/TypeError/ValueError on a malformed card; the loader turns those into one message."""
         if d["format_version"] != FORMAT_VERSION:
             raise ValueError(f"unsupported format_version {d['format_version']!r} (expected {FORMAT_VERSION})")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,9 @@ class Bottleneck(nn.Module):
         super().__init__()
         stacks = 1 if config.shared else num_layers
         down = torch.empty(stacks, config.rank, dim)
-        nn.init.trunc_normal_(down, std=config.init_std, a=-2 * config.init_std, b=2 * config.init_std, generator=generator)
+        nn.init.trunc_normal_(
+            down, std=config.init_std, a=-2 * config.init_std, b=2 * config.init_std, generator=generator
+        )
         self.down_weight = nn.Parameter(down)
         self.down_bias = nn.Parameter(torch.zeros(num_layers, config.rank))
         self.up_weight = nn.Parameter(torch.zeros(stacks, dim, config.rank))
@@ -47,8 +49,7 @@ class Adapter(nn.Module):
         self.sites = nn.ModuleDict({p: Bottleneck(num_layers, dim, config, generator) for p in config.placements})
 
     def delta(self, h: torch.Tensor, layer: int, placement: str) -> torch.Tensor | None:
-        site = self.sites[placement] if placement in self.sites else None
-        return None if site is None else site(h, layer)
+        return self.sites[placement](h, layer) if placement in self.sites else None
 
 
 class AdapterSet:

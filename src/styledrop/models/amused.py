@@ -41,10 +41,10 @@ class Conditioning:
     def __len__(self) -> int:
         return self.hidden.shape[0]
 
-    def index(self, rows: torch.Tensor) -> "Conditioning":
+    def index(self, rows: torch.Tensor) -> Conditioning:
         return Conditioning(self.hidden[rows], self.pooled[rows], self.micro[rows])
 
-    def where(self, keep: torch.Tensor, other: "Conditioning") -> "Conditioning":
+    def where(self, keep: torch.Tensor, other: Conditioning) -> Conditioning:
         """Row-wise choice: rows where keep (B,) is True come from self, the others from `other`."""
         return Conditioning(
             torch.where(keep[:, None, None], self.hidden, other.hidden),
@@ -53,7 +53,7 @@ class Conditioning:
         )
 
     @staticmethod
-    def cat(parts: list["Conditioning"]) -> "Conditioning":
+    def cat(parts: list[Conditioning]) -> Conditioning:
         return Conditioning(*(torch.cat([getattr(p, f) for p in parts]) for f in ("hidden", "pooled", "micro")))
 
 
@@ -127,7 +127,10 @@ class AmusedBase:
         ids = self.tokenizer(prompts, padding="max_length", truncation=True, max_length=max_len, return_tensors="pt")
         for prompt in prompts:
             if len(self.tokenizer(prompt).input_ids) > max_len:
-                warnings.warn(f"prompt longer than the text encoder's {max_len} tokens, truncated: {prompt[:60]!r}...")
+                warnings.warn(
+                    f"prompt longer than the text encoder's {max_len} tokens, truncated: {prompt[:60]!r}...",
+                    stacklevel=2,
+                )
         out = self.text_encoder(ids.input_ids.to(self.device), output_hidden_states=True)
         return out.hidden_states[-2], out.text_embeds
 
@@ -246,9 +249,11 @@ def load_base(name_or_path: str, device: str | torch.device = "cpu", dtype: torc
         vqvae = VQModel.from_pretrained(folder / "vqvae", use_safetensors=True)
         text_encoder = CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder", use_safetensors=True)
         tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
-    except (OSError, ValueError, EnvironmentError) as e:
+    except (OSError, ValueError) as e:
         reason = str(e).strip().splitlines()[0]
-        raise StyleDropError(f"--base {name_or_path!r}: cannot load its VQ model, text encoder or tokenizer ({reason})")
+        raise StyleDropError(
+            f"--base {name_or_path!r}: cannot load its VQ model, text encoder or tokenizer ({reason})"
+        ) from None
     transformer.to(device, dtype)
     text_encoder.to(device, dtype)
     vqvae.to(device)  # the VQ model stays fp32: its decoder is sensitive and cheap next to the transformer

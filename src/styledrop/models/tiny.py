@@ -33,7 +33,9 @@ TINY_UVIT = UViTConfig(
 
 def bytes_to_unicode() -> dict[int, str]:
     """The byte -> printable-character map of byte-level BPE (GPT-2/CLIP), so every byte is a token."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    keep = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     chars, extra = {}, 0
     for b in range(256):
         if b in keep:
@@ -115,7 +117,9 @@ def build_tiny_base(folder: str | Path, seed: int = 0, uvit: UViTConfig = TINY_U
     _stretch_codebook(vq)
     vq.save_pretrained(folder / "vqvae", safe_serialization=True)
     save_transformer(UViT(uvit), folder / "transformer")
-    write_json(folder / "model_index.json", {"_class_name": "AmusedPipeline", "transformer": ["diffusers", "UVit2DModel"]})
+    write_json(
+        folder / "model_index.json", {"_class_name": "AmusedPipeline", "transformer": ["diffusers", "UVit2DModel"]}
+    )
     return folder
 
 

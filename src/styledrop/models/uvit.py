@@ -57,7 +57,7 @@ class UViTConfig:
             raise ValueError("micro_cond_embed_dim must be a multiple of micro_cond_encode_dim")
 
     @classmethod
-    def from_dict(cls, config: dict) -> "UViTConfig":
+    def from_dict(cls, config: dict) -> UViTConfig:
         """Build from a diffusers `config.json`, ignoring its bookkeeping keys (`_class_name`, ...)."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in config.items() if k in known})
@@ -257,7 +257,7 @@ class UViTBlock(nn.Module):
     def forward(self, x: torch.Tensor, text: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         if self.downsample is not None:
             x = self.downsample(x)
-        for res_block, attention_block in zip(self.res_blocks, self.attention_blocks):
+        for res_block, attention_block in zip(self.res_blocks, self.attention_blocks, strict=True):
             x = res_block(x, cond)
             b, c, h, w = x.shape
             x = attention_block(x.flatten(2).transpose(1, 2), text)
