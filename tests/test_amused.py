@@ -6,14 +6,14 @@ from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokeni
 
 from styledrop.errors import StyleDropError
 from styledrop.models.amused import config_fingerprint, load_base
-from styledrop.models.tiny import write_char_tokenizer
+from styledrop.models.tiny import write_tokenizer
 
 
 @pytest.fixture(scope="module")
 def diffusers_saved(tmp_path_factory):
     """A tiny aMUSEd folder written by diffusers'/transformers' own save_pretrained."""
     root = tmp_path_factory.mktemp("diffusers-saved")
-    write_char_tokenizer(root / "raw-tokenizer")
+    write_tokenizer(root / "raw-tokenizer")
     tokenizer = CLIPTokenizer.from_pretrained(root / "raw-tokenizer")
     tokenizer.save_pretrained(root / "tokenizer")
     text = CLIPTextModelWithProjection(
@@ -130,3 +130,12 @@ def test_pickle_only_transformer_is_refused(tiny_base_dir, tmp_path):
     weights.rename(weights.with_suffix(".bin"))
     with pytest.raises(StyleDropError, match="only safetensors"):
         load_base(str(copy))
+
+
+def test_word_tokenizer_makes_each_word_one_token(tmp_path):
+    words = ("a", "in", "style", "green", "red", "striped", "star", "style", "checkered", "hatched")
+    write_tokenizer(tmp_path, words, max_length=16)
+    tokenizer = CLIPTokenizer.from_pretrained(tmp_path)
+    for word in words:
+        assert len(tokenizer(word).input_ids) == 3, word  # start, the word, end
+    assert len(tokenizer("a green star in striped style").input_ids) == 8

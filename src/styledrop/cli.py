@@ -26,7 +26,9 @@ def add_train(sub) -> None:
         help='what each image shows, e.g. "a house" (once per image, or once for all)',
     )
     p.add_argument("--style", required=True, help='the style descriptor, e.g. "in watercolor painting style"')
-    p.add_argument("--base", required=True, help="hub id or folder of an aMUSEd-format model")
+    p.add_argument(
+        "--base", default=None, help="hub id or folder of an aMUSEd-format model (default: the built-in toy base)"
+    )
     p.add_argument("--out", required=True, help="adapter folder to write")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--lr", type=float, default=3e-4)
@@ -99,9 +101,9 @@ def run_generate(args) -> None:
 
 
 def add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="train and sample a style adapter on a model built on this machine")
+    p = sub.add_parser("demo", help="learn a held-out style from one image and score the result")
     p.add_argument("--out", default="styledrop-demo")
-    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--steps", type=int, default=None, help="adapter training steps")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=run_demo)
 
@@ -109,11 +111,45 @@ def add_demo(sub) -> None:
 def run_demo(args) -> None:
     from .demo import run_demo as demo
 
-    result = demo(args.out, args.steps, args.seed)
-    print("NOTE: the base is a tiny random model built here (the trained toy base is not shipped yet);")
-    print("      this demo checks that training and guided sampling run end to end, not image quality.")
-    for name, path in result.items():
-        print(f"{name}: {path}")
+    for name, value in demo(args.out, args.steps, args.seed).items():
+        print(f"{name}: {value}")
+
+
+def add_build_toy_base(sub) -> None:
+    p = sub.add_parser("build-toy-base", help="(re)build the shapes-world base model, resuming where it stopped")
+    p.add_argument("--work", default="toyworld-build", help="folder for stage checkpoints")
+    p.add_argument("--budget-minutes", type=float, default=120.0, help="stop cleanly (checkpointed) after this long")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=run_build_toy_base)
+
+
+def run_build_toy_base(args) -> None:
+    from .toyworld.build import BuildConfig, build
+
+    status = build(args.work, BuildConfig(seed=args.seed), budget_s=args.budget_minutes * 60)
+    for stage, done in status.items():
+        print(f"{stage}: {done if isinstance(done, str) else 'done' if done else 'not finished (run again to resume)'}")
+
+
+def add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="score an adapter against ground truth in the shapes world")
+    p.add_argument("adapter", nargs="?", metavar="ADAPTER_DIR", help="omit to score the base with the descriptor only")
+    p.add_argument("--style", required=True, help="held-out style the adapter was trained on (candy, blueprint, ...)")
+    p.add_argument("--n", type=int, default=4, help="images per content prompt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--style-scale", type=float, default=1.0)
+    p.add_argument("--guidance", type=float, default=5.0)
+    p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--json", action="store_true", help="print machine-readable results")
+    p.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args) -> None:
+    from .pipeline import SampleConfig
+    from .toyworld.evaluate import evaluate_adapter
+
+    sample = SampleConfig(steps=args.steps, style_scale=args.style_scale, guidance=args.guidance)
+    print(evaluate_adapter(args.adapter, args.style, sample, args.n, args.seed, as_json=args.json))
 
 
 def build_parser() -> Parser:
@@ -122,6 +158,8 @@ def build_parser() -> Parser:
     add_train(sub)
     add_generate(sub)
     add_demo(sub)
+    add_build_toy_base(sub)
+    add_evaluate(sub)
     return parser
 
 

@@ -69,7 +69,7 @@ def train_from_files(
     images: list[str | Path],
     contents: list[str],
     style: str,
-    base: str,
+    base: str | None,
     out_dir: str | Path,
     adapter_config: AdapterConfig = AdapterConfig(),
     config: TrainConfig = TrainConfig(),
@@ -155,7 +155,8 @@ def generate(
         raise StyleDropError(f"--seed: out of range ({seed})")
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     card = read_card(adapter_dir)
-    model = load_base(base or card.base.source, device or default_device())
+    source = None if card.base.source == "styledrop:toy" else card.base.source
+    model = load_base(base or source, device or default_device())
     model.load_adapter(adapter_dir, "style")
 
     jobs = [(c, j) for c in contents for j in range(n)]

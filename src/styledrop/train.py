@@ -7,7 +7,6 @@ never change, so they are computed once, before the first step.
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,14 +15,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .adapters.config import AdapterCard, AdapterConfig
 from .adapters.io import save_adapter
 from .adapters.layer import Adapter
+from .checkpoint import is_complete, load_state, read_meta, save_state
 from .errors import StyleDropError, check_ranges
-from .fileio import write_json, write_with
 from .images import resize_shorter_side, to_tensor
 from .masking import apply_mask, random_mask
 from .models.amused import AmusedBase, Conditioning
@@ -156,41 +154,23 @@ def sample_batch(data: TrainingSet, batch_size: int, dropout: float, generator: 
     return data.tokens[idx], cond
 
 
-# -- checkpoints: safetensors tensors + JSON, never pickle ---------------------------------------------------------
+# -- checkpoints ----------------------------------------------------------------------------------------------------
 def save_checkpoint(folder: Path, step: int, adapter: Adapter, optimizer, generator, config: TrainConfig) -> None:
-    tensors = {f"adapter.{k}": v.detach().cpu().contiguous() for k, v in adapter.state_dict().items()}
-    for i, state in optimizer.state_dict()["state"].items():
-        for key, value in state.items():
-            tensors[f"optim.{i}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    tensors["rng"] = generator.get_state()
     path = folder / CHECKPOINTS / f"step-{step:07d}"
-    path.mkdir(parents=True, exist_ok=True)
-    write_with(path / "state.safetensors", lambda p: save_file(tensors, str(p)))
-    write_json(path / "state.json", {"step": step, "train": config.to_dict()})
+    save_state(path, {"adapter": adapter}, optimizer, generator, {"step": step, "train": config.to_dict()})
     for old in (folder / CHECKPOINTS).glob("step-*"):
         if old != path:
             shutil.rmtree(old, ignore_errors=True)
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
-    done = [p for p in (folder / CHECKPOINTS).glob("step-*") if (p / "state.json").is_file()]
-    return max(done, default=None)
+    return max((p for p in (folder / CHECKPOINTS).glob("step-*") if is_complete(p)), default=None)
 
 
 def load_checkpoint(path: Path, adapter: Adapter, optimizer, generator, config: TrainConfig) -> int:
-    meta = json.loads((path / "state.json").read_text())
-    if not config.resumable_from(meta["train"]):
+    if not config.resumable_from(read_meta(path)["train"]):
         raise StyleDropError(f"{path}: checkpoint was made with other training settings; resume with the same ones")
-    tensors = load_file(path / "state.safetensors")
-    adapter.load_state_dict({k[len("adapter.") :]: v for k, v in tensors.items() if k.startswith("adapter.")})
-    state = optimizer.state_dict()
-    for name, value in tensors.items():
-        if name.startswith("optim."):
-            _, i, key = name.split(".", 2)
-            state["state"].setdefault(int(i), {})[key] = value
-    optimizer.load_state_dict(state)
-    generator.set_state(tensors["rng"])
-    return int(meta["step"])
+    return int(load_state(path, {"adapter": adapter}, optimizer, generator)["step"])
 
 
 # -- the loop ----------------------------------------------------------------------------------------------------

@@ -173,8 +173,17 @@ class AmusedBase:
 
 
 # -- loading ------------------------------------------------------------------------------------------------------
-def resolve_base(name_or_path: str) -> tuple[Path, str]:
-    """A local folder or a hub id -> (local folder in the aMUSEd layout, source string to record)."""
+TOY_BASE = Path(__file__).resolve().parent.parent / "toyworld" / "assets" / "base"
+
+
+def resolve_base(name_or_path: str | None) -> tuple[Path, str]:
+    """A local folder or a hub id (None: the built-in toy base) -> (folder in the aMUSEd layout, source)."""
+    if name_or_path is None:
+        if not (TOY_BASE / "transformer").is_dir():
+            raise StyleDropError(
+                "no --base given, and the built-in toy base is not built yet (styledrop build-toy-base)"
+            )
+        return TOY_BASE, "styledrop:toy"
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         folder, source = path, str(path.resolve())
@@ -236,8 +245,11 @@ def load_transformer(folder: Path) -> UViT:
     return model
 
 
-def load_base(name_or_path: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> AmusedBase:
-    """Load an aMUSEd-format base from a folder or hub id, frozen, with an empty AdapterSet attached."""
+def load_base(
+    name_or_path: str | None = None, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> AmusedBase:
+    """Load an aMUSEd-format base from a folder or hub id (None: the built-in toy base), frozen, with an empty
+    AdapterSet attached."""
     from diffusers import VQModel
     from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 

@@ -3,6 +3,7 @@ embedded toy base ships. Its images are noise; it exercises every code path of a
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -46,13 +47,44 @@ def bytes_to_unicode() -> dict[int, str]:
     return chars
 
 
-def write_char_tokenizer(folder: Path, max_length: int = 77) -> None:
-    """A CLIP tokenizer with a character-level vocabulary (no merges): valid, tiny, and offline."""
+def bpe(word: str, merges: list[tuple[str, str]]) -> list[str]:
+    """The pieces CLIP's BPE makes of one word with these merges (lowest rank first)."""
+    rank = {pair: i for i, pair in enumerate(merges)}
+    pieces = list(word[:-1]) + [word[-1] + "</w>"]
+    while len(pieces) > 1:
+        pairs = [(rank.get((a, b), len(rank)), i) for i, (a, b) in enumerate(itertools.pairwise(pieces))]
+        best, i = min(pairs)
+        if best == len(rank):
+            break
+        pieces[i : i + 2] = [pieces[i] + pieces[i + 1]]
+    return pieces
+
+
+def write_tokenizer(folder: Path, words: tuple[str, ...] = (), max_length: int = 77) -> None:
+    """A CLIP BPE tokenizer, valid and offline: every byte is a token, and each of `words` gets merges that
+    join it into a single token (so a small closed vocabulary gives short prompts)."""
     alphabet = list(bytes_to_unicode().values())
-    vocab = alphabet + [c + "</w>" for c in alphabet] + ["<|startoftext|>", "<|endoftext|>"]
+    vocab = alphabet + [c + "</w>" for c in alphabet]
+    merges: list[tuple[str, str]] = []
+    # Merges apply by rank across all words, so one word's merge can cut another's chain: add merges for
+    # whatever pieces are left until every word is one token (the added merges rank last, after the rest).
+    for _ in range(8):
+        pending = [pieces for w in words if len(pieces := bpe(w, merges)) > 1]
+        if not pending:
+            break
+        for pieces in pending:
+            merged = pieces[0]
+            for piece in pieces[1:]:
+                if (merged, piece) not in merges:
+                    merges.append((merged, piece))
+                    vocab.append(merged + piece)
+                merged += piece
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    vocab = list(dict.fromkeys(vocab))
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / "vocab.json", {tok: i for i, tok in enumerate(vocab)})
-    write_with(folder / "merges.txt", lambda p: p.write_text("#version: 0.2\n"))
+    lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in merges]
+    write_with(folder / "merges.txt", lambda p: p.write_text("\n".join(lines) + "\n"))
     write_json(
         folder / "tokenizer_config.json",
         {
@@ -86,7 +118,7 @@ def build_tiny_base(folder: str | Path, seed: int = 0, uvit: UViTConfig = TINY_U
     quiet_hub_libraries()
     folder = Path(folder)
     torch.manual_seed(seed)
-    write_char_tokenizer(folder / "tokenizer")
+    write_tokenizer(folder / "tokenizer")
     vocab_size = len(json.loads((folder / "tokenizer" / "vocab.json").read_text()))
     text_config = CLIPTextConfig(
         vocab_size=vocab_size,

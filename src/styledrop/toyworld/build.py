@@ -1,0 +1,507 @@
+"""Building the shapes-world base model, reproducibly from a seed, in resumable stages.
+
+Stages run in order: `vq` (diffusers VQModel on renders and random textures), `clip` (a tiny transformers
+CLIPModel trained contrastively on renders and prompts), `uvit` (our U-ViT, masked-token objective with
+conditioning dropout). Each stage checkpoints to WORK/<stage>/ (safetensors + JSON) and stops cleanly at a
+time budget; running the build again continues where it stopped. A finished stage keeps its weights only.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..checkpoint import is_complete, load_state, read_meta, save_state
+from ..models.uvit import UViT, UViTConfig
+from .oracle import OracleConfig, load_oracle, save_oracle, train_oracle
+from .render import COLOUR_NAMES, FAMILIES, SHAPES
+from .world import random_textures, render_all, sample_scenes
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    seed: int = 0
+    vq_images: int = 20_000
+    vq_textures: int = 5_000
+    vq_steps: int = 3_000
+    vq_batch: int = 64
+    vq_lr: float = 2e-3
+    codebook_size: int = 512
+    pool: int = 60_000  # rendered scenes shared by the CLIP and U-ViT stages
+    clip_steps: int = 2_000
+    clip_batch: int = 256
+    clip_lr: float = 1e-3
+    uvit_steps: int = 15_000
+    uvit_batch: int = 64
+    uvit_lr: float = 1e-3
+    plain_prompt_rate: float = 0.25  # prompts without the style descriptor, so "a red star" means something
+    cond_dropout: float = 0.1
+    save_every_s: float = 300.0
+
+
+def vq_model(config: BuildConfig):
+    from diffusers import VQModel
+
+    return VQModel(
+        block_out_channels=(32, 64, 64),  # 4x downsampling: 32x32 pixels <-> 8x8 tokens
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        layers_per_block=1,
+        latent_channels=16,
+        vq_embed_dim=16,
+        num_vq_embeddings=config.codebook_size,
+        norm_num_groups=16,
+        mid_block_add_attention=False,
+        sample_size=32,
+        lookup_from_codebook=True,
+        force_upcast=False,
+    )
+
+
+def to_pixels(images: np.ndarray) -> torch.Tensor:
+    """(n, H, W, 3) uint8 -> (n, 3, H, W) float in [0, 1], aMUSEd's VQ input range."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+
+
+def cosine_lr(step: int, total: int, peak: float, warmup: int = 200) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup))))
+
+
+def run_stage(
+    work: Path,
+    name: str,
+    modules: dict[str, torch.nn.Module],
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    step_fn: Callable[[int], dict],
+    total: int,
+    meta: dict,
+    deadline: float,
+    save_every_s: float,
+    progress: bool = True,
+) -> bool:
+    """Run step_fn(step) from the stage's checkpoint to `total`; returns True when the stage is finished."""
+    folder = work / name
+    step = 0
+    if is_complete(folder):
+        saved = read_meta(folder)
+        if saved.get("done"):
+            load_state(folder, modules, optimizer, generator) if "optim" in saved else load_weights(folder, modules)
+            return True
+        step = int(load_state(folder, modules, optimizer, generator)["step"])
+    last_save = time.time()
+    bar = tqdm(range(step, total), initial=step, total=total, desc=name, disable=not progress)
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(step, total, meta["lr"])
+        bar.set_postfix({k: f"{v:.4f}" for k, v in step_fn(step).items()}, refresh=False)
+        if time.time() > deadline or time.time() - last_save > save_every_s:
+            save_state(folder, modules, optimizer, generator, {**meta, "step": step + 1, "optim": True})
+            last_save = time.time()
+            if time.time() > deadline:
+                return False
+    save_weights(folder, modules, {**meta, "step": total, "done": True})
+    return True
+
+
+def save_weights(folder: Path, modules: dict[str, torch.nn.Module], meta: dict) -> None:
+    from safetensors.torch import save_file
+
+    from ..fileio import write_json, write_with
+
+    tensors = {f"{n}.{k}": v.detach().cpu().contiguous() for n, m in modules.items() for k, v in m.state_dict().items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    write_with(folder / "state.safetensors", lambda p: save_file(tensors, str(p)))
+    write_json(folder / "state.json", meta)
+
+
+def load_weights(folder: Path, modules: dict[str, torch.nn.Module]) -> None:
+    from safetensors.torch import load_file
+
+    tensors = load_file(folder / "state.safetensors")
+    for name, module in modules.items():
+        prefix = f"{name}."
+        module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+
+
+# -- stage: VQ ---------------------------------------------------------------------------------------------------------
+def vq_data(config: BuildConfig) -> torch.Tensor:
+    renders = render_all(sample_scenes(config.vq_images, seed=config.seed + 101))
+    textures = random_textures(config.vq_textures, seed=config.seed + 102)
+    return to_pixels(np.concatenate([renders, textures]))
+
+
+def vq_forward(vq, pixels: torch.Tensor):
+    """-> (reconstruction, codebook + commitment loss, code indices (n*h*w,))."""
+    latents = vq.encode(pixels).latents
+    quant, commit, (_, _, indices) = vq.quantize(latents)
+    return vq.decoder(vq.post_quant_conv(quant), None), commit, indices, latents
+
+
+def train_vq(work: Path, config: BuildConfig, deadline: float, progress: bool = True):
+    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    vq = vq_model(config)
+    optimizer = torch.optim.AdamW(vq.parameters(), lr=config.vq_lr, weight_decay=0.0)
+    data = None
+    usage = torch.zeros(config.codebook_size)
+
+    def step_fn(step: int) -> dict:
+        nonlocal data, usage
+        if data is None:
+            data = vq_data(config)
+        idx = torch.randint(len(data), (config.vq_batch,), generator=generator)
+        pixels = data[idx]
+        recon, commit, indices, latents = vq_forward(vq, pixels)
+        loss = F.l1_loss(recon, pixels) + F.mse_loss(recon, pixels) + commit.mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        usage = usage * 0.99 + torch.bincount(indices.flatten(), minlength=config.codebook_size).float()
+        if step % 100 == 99:
+            restart_dead_codes(vq, usage, latents.detach(), generator)
+        mse = F.mse_loss(recon.clamp(0, 1), pixels).item()
+        return {"loss": loss.item(), "psnr": 10 * math.log10(1 / max(mse, 1e-10))}
+
+    meta = {"stage": "vq", "config": asdict(config), "lr": config.vq_lr}
+    if run_stage(
+        work,
+        "vq",
+        {"vq": vq},
+        optimizer,
+        generator,
+        step_fn,
+        config.vq_steps,
+        meta,
+        deadline,
+        config.save_every_s,
+        progress,
+    ):
+        return vq
+    return None
+
+
+def restart_dead_codes(vq, usage: torch.Tensor, latents: torch.Tensor, generator: torch.Generator) -> None:
+    """Move codes nobody uses onto random encoder outputs of the batch, so the whole codebook gets used."""
+    dead = (usage < 1e-3).nonzero().flatten()
+    if len(dead) == 0:
+        return
+    flat = latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
+    picks = torch.randint(len(flat), (len(dead),), generator=generator)
+    with torch.no_grad():
+        vq.quantize.embedding.weight[dead] = flat[picks]
+    usage[dead] = 1.0
+
+
+# -- the shared pool of rendered scenes ---------------------------------------------------------------------------------
+def scene_pool(work: Path, config: BuildConfig):
+    """(scenes, renders (n, 32, 32, 3) uint8), cached in WORK/data (regenerable from the seed, not committed)."""
+    scenes = sample_scenes(config.pool, seed=config.seed + 201)
+    cache = work / "data" / f"pool-{config.seed}-{config.pool}.npy"
+    if cache.is_file():
+        return scenes, np.load(cache)
+    renders = render_all(scenes)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, renders)
+    return scenes, renders
+
+
+WORDS = ("a", "in", "style", *SHAPES, *COLOUR_NAMES, *FAMILIES)
+MAX_PROMPT_TOKENS = 16
+
+
+def tokenizer(work: Path):
+    from transformers import CLIPTokenizer
+
+    from ..models.tiny import write_tokenizer
+
+    folder = work / "tokenizer"
+    if not (folder / "vocab.json").is_file():
+        write_tokenizer(folder, WORDS, max_length=MAX_PROMPT_TOKENS)
+    return CLIPTokenizer.from_pretrained(folder)
+
+
+# -- stage: CLIP -------------------------------------------------------------------------------------------------------
+def clip_model(vocab_size: int):
+    from transformers import CLIPConfig, CLIPModel
+
+    text = dict(
+        vocab_size=vocab_size,
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        max_position_embeddings=MAX_PROMPT_TOKENS,
+        bos_token_id=vocab_size - 2,
+        eos_token_id=vocab_size - 1,
+        pad_token_id=vocab_size - 1,
+    )
+    vision = dict(
+        image_size=32, patch_size=4, hidden_size=128, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4
+    )
+    return CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=128))
+
+
+def clip_pixels(pixels: torch.Tensor) -> torch.Tensor:
+    """The toy CLIP's preprocessing: [0, 1] -> [-1, 1]."""
+    return pixels * 2 - 1
+
+
+def train_prompts(scenes, rng: np.random.Generator, plain_rate: float) -> list[str]:
+    return [s.prompt(with_style=rng.random() >= plain_rate) for s in scenes]
+
+
+def train_clip(work: Path, config: BuildConfig, deadline: float, progress: bool = True):
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    torch.manual_seed(config.seed + 1)
+    tok = tokenizer(work)
+    clip = clip_model(len(tok))
+    optimizer = torch.optim.AdamW(clip.parameters(), lr=config.clip_lr, weight_decay=0.1)
+    state = {}
+
+    def step_fn(step: int) -> dict:
+        if not state:
+            state["scenes"], state["renders"] = scene_pool(work, config)
+        idx = torch.randint(len(state["scenes"]), (config.clip_batch,), generator=generator).tolist()
+        rng = np.random.default_rng(config.seed * 1_000_003 + step)
+        prompts = train_prompts([state["scenes"][i] for i in idx], rng, config.plain_prompt_rate)
+        ids = tok(prompts, padding="max_length", max_length=MAX_PROMPT_TOKENS, return_tensors="pt").input_ids
+        pixels = clip_pixels(to_pixels(state["renders"][idx]))
+        out = clip(input_ids=ids, pixel_values=pixels)
+        # Prompts repeat within a batch: every image whose prompt matches counts as a positive.
+        same = torch.tensor([[a == b for b in prompts] for a in prompts], dtype=torch.float32)
+        target = same / same.sum(1, keepdim=True)
+        loss = (F.cross_entropy(out.logits_per_image, target) + F.cross_entropy(out.logits_per_text, target)) / 2
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss.item()}
+
+    meta = {"stage": "clip", "config": asdict(config), "lr": config.clip_lr}
+    if run_stage(
+        work,
+        "clip",
+        {"clip": clip},
+        optimizer,
+        generator,
+        step_fn,
+        config.clip_steps,
+        meta,
+        deadline,
+        config.save_every_s,
+        progress,
+    ):
+        return clip
+    return None
+
+
+def text_encoder_from_clip(clip):
+    """The CLIP text tower with its projection, as aMUSEd's text encoder (CLIPTextModelWithProjection)."""
+    from transformers import CLIPTextModelWithProjection
+
+    encoder = CLIPTextModelWithProjection(
+        clip.config.text_config.__class__(
+            **{**clip.config.text_config.to_dict(), "projection_dim": clip.config.projection_dim}
+        )
+    )
+    encoder.text_model.load_state_dict(clip.text_model.state_dict())
+    encoder.text_projection.load_state_dict(clip.text_projection.state_dict())
+    return encoder.eval()
+
+
+# -- stage: U-ViT ------------------------------------------------------------------------------------------------------
+def uvit_config(config: BuildConfig, text_dim: int) -> UViTConfig:
+    return UViTConfig(
+        hidden_size=128,
+        cond_embed_dim=text_dim,
+        micro_cond_encode_dim=16,
+        micro_cond_embed_dim=80,
+        encoder_hidden_size=text_dim,
+        vocab_size=config.codebook_size + 1,
+        codebook_size=config.codebook_size,
+        in_channels=64,
+        block_out_channels=64,
+        num_res_blocks=1,
+        block_num_heads=4,
+        num_hidden_layers=5,
+        num_attention_heads=4,
+        intermediate_size=384,
+        sample_size=8,
+    )
+
+
+def train_uvit(work: Path, config: BuildConfig, vq, clip, deadline: float, progress: bool = True):
+    from ..models.amused import AmusedBase, Conditioning
+    from ..train import drop_conditioning, masked_token_loss
+
+    generator = torch.Generator().manual_seed(config.seed + 2)
+    torch.manual_seed(config.seed + 2)
+    tok = tokenizer(work)
+    text_encoder = text_encoder_from_clip(clip)
+    uvit = UViT(uvit_config(config, clip.config.projection_dim))
+    base = AmusedBase(uvit, vq.eval(), text_encoder, tok, source="toyworld-build")
+    uvit.requires_grad_(True).train()
+    optimizer = torch.optim.AdamW(uvit.parameters(), lr=config.uvit_lr, weight_decay=0.01)
+    state = {}
+
+    def prepare():
+        scenes, renders = scene_pool(work, config)
+        with torch.no_grad():
+            tokens = torch.cat(
+                [base.encode_images(to_pixels(renders[i : i + 500])) for i in range(0, len(renders), 500)]
+            )
+        prompts = sorted({s.prompt(True) for s in scenes} | {s.prompt(False) for s in scenes})
+        text = base.condition(prompts)
+        state.update(
+            scenes=scenes,
+            tokens=tokens,
+            prompts={p: i for i, p in enumerate(prompts)},
+            text=text,
+            empty=base.condition([""]),
+            micro=base.micro_conds(config.uvit_batch),
+        )
+
+    def step_fn(step: int) -> dict:
+        if not state:
+            prepare()
+        idx = torch.randint(len(state["scenes"]), (config.uvit_batch,), generator=generator)
+        plain = torch.rand(config.uvit_batch, generator=generator) < config.plain_prompt_rate
+        rows = [
+            state["prompts"][state["scenes"][i].prompt(not p)]
+            for i, p in zip(idx.tolist(), plain.tolist(), strict=True)
+        ]
+        text = state["text"].index(torch.tensor(rows))
+        cond, _ = drop_conditioning(
+            Conditioning(text.hidden, text.pooled, state["micro"]), state["empty"], config.cond_dropout, generator
+        )
+        loss = masked_token_loss(base, state["tokens"][idx], cond, None, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(uvit.parameters(), 1.0)
+        optimizer.step()
+        return {"loss": loss.item()}
+
+    meta = {"stage": "uvit", "config": asdict(config), "lr": config.uvit_lr}
+    if run_stage(
+        work,
+        "uvit",
+        {"uvit": uvit},
+        optimizer,
+        generator,
+        step_fn,
+        config.uvit_steps,
+        meta,
+        deadline,
+        config.save_every_s,
+        progress,
+    ):
+        return uvit.eval().requires_grad_(False)
+    return None
+
+
+# -- stage: oracle ----------------------------------------------------------------------------------------------------
+def reconstruct(vq, pixels: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return vq_forward(vq, pixels)[0].clamp(0, 1)
+
+
+def train_oracle_stage(work: Path, config: BuildConfig, vq, deadline: float, progress: bool = True):
+    """Not resumable mid-way (it takes minutes): trained whole, or not started when too little time is left."""
+    folder = work / "oracle"
+    if (folder / "oracle_config.json").is_file():
+        return load_oracle(folder)
+    if time.time() + 1200 > deadline:
+        return None
+    oracle = train_oracle(OracleConfig(seed=config.seed), reconstruct=lambda px: reconstruct(vq, px), progress=progress)
+    save_oracle(oracle, folder)
+    return oracle
+
+
+# -- export: the assets shipped inside the package -------------------------------------------------------------------
+ASSETS = Path(__file__).parent / "assets"
+
+
+def _replace_dir(dest: Path, write) -> Path:
+    """Write a folder through `write(tmp)`, then swap it in whole."""
+    import shutil
+    import tempfile
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    try:
+        write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
+    return dest
+
+
+def export_ruler(work: Path, clip, oracle, dest: Path = ASSETS) -> None:
+    """The measuring instruments: the full toy CLIP (text score, CLIP style score) and the oracle."""
+
+    def write_clip(tmp: Path) -> None:
+        clip.save_pretrained(tmp, safe_serialization=True)
+        tokenizer(work).save_pretrained(tmp)
+
+    _replace_dir(dest / "clip", write_clip)
+    _replace_dir(dest / "oracle", lambda tmp: save_oracle(oracle, tmp))
+
+
+def export_base(work: Path, vq, clip, uvit, dest: Path = ASSETS) -> Path:
+    """The default base, in the aMUSEd folder layout that `load_base` reads."""
+    from ..fileio import write_json
+    from ..models.tiny import save_transformer
+
+    def write(tmp: Path) -> None:
+        save_transformer(uvit, tmp / "transformer")
+        vq.save_pretrained(tmp / "vqvae", safe_serialization=True)
+        text_encoder_from_clip(clip).save_pretrained(tmp / "text_encoder", safe_serialization=True)
+        tokenizer(work).save_pretrained(tmp / "tokenizer")
+        write_json(
+            tmp / "model_index.json", {"_class_name": "AmusedPipeline", "transformer": ["diffusers", "UVit2DModel"]}
+        )
+
+    return _replace_dir(dest / "base", write)
+
+
+def build(work: str | Path, config: BuildConfig = BuildConfig(), budget_s: float = 3600, progress: bool = True) -> dict:
+    work = Path(work)
+    deadline = time.time() + budget_s
+    status = {}
+    vq = train_vq(work, config, deadline, progress)
+    status["vq"] = vq is not None
+    clip = train_clip(work, config, deadline, progress) if vq is not None else None
+    status["clip"] = clip is not None
+    oracle = train_oracle_stage(work, config, vq, deadline, progress) if clip is not None else None
+    status["oracle"] = oracle is not None
+    if oracle is not None:
+        export_ruler(work, clip, oracle)
+    uvit = train_uvit(work, config, vq, clip, deadline, progress) if oracle is not None else None
+    status["uvit"] = uvit is not None
+    if uvit is not None:
+        status["exported"] = str(export_base(work, vq, clip, uvit))
+    return status
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(
+        build(
+            sys.argv[1] if len(sys.argv) > 1 else "toyworld-build",
+            budget_s=float(sys.argv[2]) if len(sys.argv) > 2 else 3600,
+        )
+    )

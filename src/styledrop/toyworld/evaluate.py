@@ -1,0 +1,138 @@
+"""Measuring StyleDrop against ground truth in the shapes world.
+
+For a held-out style, the reference is one true render (a fixed content in that style). Outputs for other
+contents are scored on content accuracy, text score, style score (oracle and CLIP) and leakage. The ceiling is
+the same metrics on true renders of the target style for the same contents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from ..pipeline import SampleConfig, full_prompt, sample_images
+from .metrics import Ruler, render_pixels
+from .render import COLOUR_NAMES, SHAPES, Content, Scene, render
+from .world import EVAL_STYLES
+
+# The one bundled reference content per held-out style.
+REFERENCE_CONTENT = {
+    "candy": Content("circle", "red"),
+    "blueprint": Content("square", "orange"),
+    "polka": Content("heart", "blue"),
+    "dusk": Content("star", "green"),
+    "etching": Content("diamond", "purple"),
+    "sandstorm": Content("cross", "cyan"),
+}
+
+METRICS = ("content_accuracy", "text_score", "style_score", "clip_style_score", "leakage")
+
+
+def reference_scene(style_name: str) -> Scene:
+    return Scene(REFERENCE_CONTENT[style_name], EVAL_STYLES[style_name])
+
+
+def reference_image(style_name: str) -> Image.Image:
+    return Image.fromarray(render(reference_scene(style_name)))
+
+
+def eval_contents(reference: Content) -> list[Content]:
+    """Seven contents that differ from the reference in both shape and colour, covering the other shapes."""
+    shapes = [s for s in SHAPES if s != reference.shape]
+    colours = [c for c in COLOUR_NAMES if c != reference.colour]
+    return [Content(shape, colours[(i + 2) % len(colours)]) for i, shape in enumerate(shapes)]
+
+
+def measure(ruler: Ruler, pixels: torch.Tensor, asked: list[Content], prompts: list[str], reference: Scene) -> dict:
+    ref = render_pixels([reference])[0]
+    return {
+        "content_accuracy": ruler.content_accuracy(pixels, asked),
+        "text_score": ruler.text_score(pixels, prompts),
+        "style_score": ruler.style_score(pixels, ref),
+        "clip_style_score": ruler.clip_style_score(pixels, ref),
+        "leakage": ruler.leakage(pixels, asked, reference.content),
+    }
+
+
+@dataclass
+class StyleReport:
+    style: str
+    base: dict  # the base with the style descriptor only
+    adapter: dict | None  # StyleDrop
+    ceiling: dict  # true renders of the target style
+    images: dict  # name -> (n, 3, H, W) pixels, for grids
+
+    def fraction_of_ceiling(self, which: str) -> dict:
+        row = getattr(self, which)
+        return {k: row[k] / self.ceiling[k] for k in ("content_accuracy", "style_score") if self.ceiling[k]}
+
+
+def evaluate_style(
+    base,
+    ruler: Ruler,
+    style_name: str,
+    adapter: str | None,
+    sample: SampleConfig = SampleConfig(),
+    per_prompt: int = 4,
+    seed: int = 0,
+) -> StyleReport:
+    reference = reference_scene(style_name)
+    descriptor = reference.style.prompt_suffix()
+    contents = eval_contents(reference.content)
+    asked = [c for c in contents for _ in range(per_prompt)]
+    prompts = [full_prompt(c.prompt(), descriptor) for c in asked]
+    seeds = list(range(seed, seed + len(asked)))
+    truth = render_pixels([Scene(c, reference.style) for c in contents])
+    images = {"truth": truth, "base": sample_images(base, None, prompts, seeds, sample)}
+    report = {"base": measure(ruler, images["base"], asked, prompts, reference)}
+    if adapter is not None:
+        images["adapter"] = sample_images(base, adapter, prompts, seeds, sample)
+        report["adapter"] = measure(ruler, images["adapter"], asked, prompts, reference)
+    ceiling = measure(ruler, truth, contents, [full_prompt(c.prompt(), descriptor) for c in contents], reference)
+    return StyleReport(style_name, report["base"], report.get("adapter"), ceiling, images)
+
+
+def format_table(reports: list[StyleReport]) -> str:
+    """A plain-text table: one block per style, one row per metric."""
+    lines = []
+    for r in reports:
+        lines.append(f"{r.style}:")
+        lines.append(f"  {'metric':<18}{'base+descriptor':>16}{'styledrop':>12}{'ceiling':>10}{'styledrop/ceil':>16}")
+        for m in METRICS:
+            adapter = f"{r.adapter[m]:.3f}" if r.adapter else "-"
+            frac = f"{r.adapter[m] / r.ceiling[m]:.2f}" if r.adapter and r.ceiling[m] and m != "leakage" else "-"
+            lines.append(f"  {m:<18}{r.base[m]:>16.3f}{adapter:>12}{r.ceiling[m]:>10.3f}{frac:>16}")
+    return "\n".join(lines)
+
+
+def evaluate_adapter(
+    adapter_dir, style_name: str, sample: SampleConfig, per_prompt: int, seed: int, as_json: bool = False
+) -> str:
+    """`styledrop evaluate`: the table (or JSON) for one adapter on the built-in toy base."""
+    import json
+
+    from ..errors import StyleDropError
+    from ..models.amused import load_base
+    from .build import ASSETS
+
+    if style_name not in EVAL_STYLES:
+        raise StyleDropError(f"--style: unknown held-out style {style_name!r} (one of {', '.join(EVAL_STYLES)})")
+    base = load_base(None)
+    if adapter_dir is not None:
+        base.load_adapter(adapter_dir, "style")
+    report = evaluate_style(
+        base, Ruler.load(ASSETS), style_name, "style" if adapter_dir else None, sample, per_prompt, seed
+    )
+    if as_json:
+        rows = {"base": report.base, "styledrop": report.adapter, "ceiling": report.ceiling}
+        return json.dumps(
+            {
+                "style": style_name,
+                **rows,
+                "styledrop_fraction_of_ceiling": report.fraction_of_ceiling("adapter") if report.adapter else None,
+            },
+            indent=2,
+        )
+    return format_table([report])
