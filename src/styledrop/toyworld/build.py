@@ -31,10 +31,11 @@ class BuildConfig:
     seed: int = 0
     vq_images: int = 20_000
     vq_textures: int = 5_000
-    vq_steps: int = 3_000
+    vq_steps: int = 5_000
     vq_batch: int = 64
     vq_lr: float = 2e-3
-    codebook_size: int = 512
+    vq_restart_every: int = 100  # steps between restarts of unused codebook entries
+    codebook_size: int = 2048  # 4x4-pixel patterns in many colours and phases need many codes
     pool: int = 60_000  # rendered scenes shared by the CLIP and U-ViT stages
     clip_steps: int = 2_000
     clip_batch: int = 256
@@ -54,9 +55,9 @@ def vq_model(config: BuildConfig):
         block_out_channels=(32, 64, 64),  # 4x downsampling: 32x32 pixels <-> 8x8 tokens
         down_block_types=("DownEncoderBlock2D",) * 3,
         up_block_types=("UpDecoderBlock2D",) * 3,
-        layers_per_block=1,
-        latent_channels=16,
-        vq_embed_dim=16,
+        layers_per_block=2,
+        latent_channels=32,
+        vq_embed_dim=32,
         num_vq_embeddings=config.codebook_size,
         norm_num_groups=16,
         mid_block_add_attention=False,
@@ -89,29 +90,42 @@ def run_stage(
     deadline: float,
     save_every_s: float,
     progress: bool = True,
+    running: dict[str, torch.nn.Module] | None = None,
 ) -> bool:
-    """Run step_fn(step) from the stage's checkpoint to `total`; returns True when the stage is finished."""
+    """Run step_fn(step) from the stage's checkpoint to `total`; returns True when the stage is finished.
+
+    `running` holds state that matters only while the stage runs (statistics kept in buffers): it is
+    checkpointed for an exact resume, and dropped once the stage is done.
+    """
     folder = work / name
     step = 0
+    checkpointed = {**modules, **(running or {})}
     if is_complete(folder):
-        saved = read_meta(folder)
-        if saved.get("done"):
-            load_state(folder, modules, optimizer, generator) if "optim" in saved else load_weights(folder, modules)
+        if read_meta(folder).get("done"):
+            load_weights(folder, modules)
             return True
-        step = int(load_state(folder, modules, optimizer, generator)["step"])
+        step = int(load_state(folder, checkpointed, optimizer, generator)["step"])
     last_save = time.time()
     bar = tqdm(range(step, total), initial=step, total=total, desc=name, disable=not progress)
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, total, meta["lr"])
         bar.set_postfix({k: f"{v:.4f}" for k, v in step_fn(step).items()}, refresh=False)
-        if time.time() > deadline or time.time() - last_save > save_every_s:
-            save_state(folder, modules, optimizer, generator, {**meta, "step": step + 1, "optim": True})
+        if step + 1 < total and (time.time() > deadline or time.time() - last_save > save_every_s):
+            save_state(folder, checkpointed, optimizer, generator, {**meta, "step": step + 1})
             last_save = time.time()
             if time.time() > deadline:
                 return False
     save_weights(folder, modules, {**meta, "step": total, "done": True})
     return True
+
+
+class Buffer(torch.nn.Module):
+    """A tensor that checkpoints with the modules (a running statistic, say)."""
+
+    def __init__(self, value: torch.Tensor):
+        super().__init__()
+        self.register_buffer("value", value)
 
 
 def save_weights(folder: Path, modules: dict[str, torch.nn.Module], meta: dict) -> None:
@@ -148,28 +162,33 @@ def vq_forward(vq, pixels: torch.Tensor):
     return vq.decoder(vq.post_quant_conv(quant), None), commit, indices, latents
 
 
+def edge_loss(recon: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+    """L1 between horizontal and vertical pixel differences: pixel losses alone blur stripes and dots."""
+    return sum(F.l1_loss(recon.diff(dim=d), pixels.diff(dim=d)) for d in (-1, -2))
+
+
 def train_vq(work: Path, config: BuildConfig, deadline: float, progress: bool = True):
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     vq = vq_model(config)
     optimizer = torch.optim.AdamW(vq.parameters(), lr=config.vq_lr, weight_decay=0.0)
     data = None
-    usage = torch.zeros(config.codebook_size)
+    usage = Buffer(torch.zeros(config.codebook_size))
 
     def step_fn(step: int) -> dict:
-        nonlocal data, usage
+        nonlocal data
         if data is None:
             data = vq_data(config)
         idx = torch.randint(len(data), (config.vq_batch,), generator=generator)
         pixels = data[idx]
         recon, commit, indices, latents = vq_forward(vq, pixels)
-        loss = F.l1_loss(recon, pixels) + F.mse_loss(recon, pixels) + commit.mean()
+        loss = F.l1_loss(recon, pixels) + F.mse_loss(recon, pixels) + edge_loss(recon, pixels) + commit.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        usage = usage * 0.99 + torch.bincount(indices.flatten(), minlength=config.codebook_size).float()
-        if step % 100 == 99:
-            restart_dead_codes(vq, usage, latents.detach(), generator)
+        usage.value.mul_(0.99).add_(torch.bincount(indices.flatten(), minlength=config.codebook_size).float())
+        if step % config.vq_restart_every == config.vq_restart_every - 1:
+            restart_dead_codes(vq, usage.value, latents.detach(), generator)
         mse = F.mse_loss(recon.clamp(0, 1), pixels).item()
         return {"loss": loss.item(), "psnr": 10 * math.log10(1 / max(mse, 1e-10))}
 
@@ -186,6 +205,7 @@ def train_vq(work: Path, config: BuildConfig, deadline: float, progress: bool = 
         deadline,
         config.save_every_s,
         progress,
+        running={"usage": usage},
     ):
         return vq
     return None
@@ -483,6 +503,8 @@ def build(work: str | Path, config: BuildConfig = BuildConfig(), budget_s: float
     status = {}
     vq = train_vq(work, config, deadline, progress)
     status["vq"] = vq is not None
+    if vq is not None:
+        _replace_dir(ASSETS / "base" / "vqvae", lambda tmp: vq.save_pretrained(tmp, safe_serialization=True))
     clip = train_clip(work, config, deadline, progress) if vq is not None else None
     status["clip"] = clip is not None
     oracle = train_oracle_stage(work, config, vq, deadline, progress) if clip is not None else None

@@ -1,0 +1,39 @@
+"""What every benchmark records beside its numbers: when, on what, with which versions, by which command."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+
+def environment() -> dict:
+    import diffusers
+    import torch
+    import transformers
+
+    import styledrop
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+        "device": device,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "styledrop": styledrop.__version__,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+
+
+def append_result(path: Path, record: dict) -> None:
+    """Results files are JSON lines: one run per line, never rewritten, so runs compare over time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps({**environment(), **record}) + "\n")

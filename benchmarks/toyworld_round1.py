@@ -1,0 +1,89 @@
+"""For every held-out style of the shapes world: the base with the style descriptor vs StyleDrop round 1,
+on content accuracy, text score, style score (oracle and CLIP), leakage, raw and as fractions of the ceiling
+(true renders). Writes a grid per style and appends the numbers to benchmarks/results/toyworld_round1.jsonl.
+
+    .venv/bin/python benchmarks/toyworld_round1.py [--steps N --lr LR --rank R --style-scale LA --guidance LB]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import append_result  # noqa: E402
+
+from styledrop.adapters.config import AdapterConfig  # noqa: E402
+from styledrop.images import grid, save_png, to_pil  # noqa: E402
+from styledrop.models.amused import load_base  # noqa: E402
+from styledrop.pipeline import SampleConfig  # noqa: E402
+from styledrop.toyworld.build import ASSETS  # noqa: E402
+from styledrop.toyworld.evaluate import evaluate_style, format_table, reference_image, reference_scene  # noqa: E402
+from styledrop.toyworld.metrics import Ruler  # noqa: E402
+from styledrop.toyworld.world import EVAL_STYLES  # noqa: E402
+from styledrop.train import TrainConfig, train_adapter  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--rank", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--style-scale", type=float, default=1.0)
+    parser.add_argument("--guidance", type=float, default=5.0)
+    parser.add_argument("--decode-steps", type=int, default=12)
+    parser.add_argument("--per-prompt", type=int, default=4)
+    parser.add_argument("--styles", nargs="*", default=list(EVAL_STYLES))
+    args = parser.parse_args()
+
+    base, ruler = load_base(None, "cpu"), Ruler.load(ASSETS)
+    sample = SampleConfig(steps=args.decode_steps, style_scale=args.style_scale, guidance=args.guidance)
+    train = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, checkpoint_every=10**6)
+    reports = []
+    for name in args.styles:
+        scene = reference_scene(name)
+        with tempfile.TemporaryDirectory() as tmp:
+            train_adapter(
+                base,
+                [reference_image(name)],
+                [scene.prompt()],
+                tmp,
+                scene.style.prompt_suffix(),
+                AdapterConfig(rank=args.rank),
+                train,
+                progress=False,
+                log=lambda _: None,
+            )
+        report = evaluate_style(base, ruler, name, "train", sample, args.per_prompt)
+        reports.append(report)
+        rows = []
+        for i, truth in enumerate(report.images["truth"]):
+            k = args.per_prompt
+            rows += [to_pil(truth)] + [to_pil(p) for p in report.images["base"][k * i : k * i + 2]]
+            rows += [to_pil(p) for p in report.images["adapter"][k * i : k * i + 2]]
+        save_png(grid(rows, columns=5), RESULTS / "toyworld_round1" / f"{name}.png")
+        record = {
+            "style": name,
+            "base": report.base,
+            "styledrop": report.adapter,
+            "ceiling": report.ceiling,
+            "styledrop_fraction_of_ceiling": report.fraction_of_ceiling("adapter"),
+            "base_fraction_of_ceiling": report.fraction_of_ceiling("base"),
+            "settings": {**vars(args), "styles": None},
+        }
+        append_result(RESULTS / "toyworld_round1.jsonl", record)
+    print(format_table(reports))
+    mean = {k: sum(r.adapter[k] for r in reports) / len(reports) for k in reports[0].adapter}
+    print("styledrop mean over styles:", {k: round(v, 3) for k, v in mean.items()})
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    main()

@@ -1,0 +1,33 @@
+import math
+
+import torch
+
+from styledrop.toyworld.build import BuildConfig, load_weights, train_vq, vq_model
+
+TINY = BuildConfig(
+    vq_images=48, vq_textures=16, vq_steps=6, vq_batch=8, codebook_size=32, vq_restart_every=2, save_every_s=0
+)
+
+
+def weights(folder):
+    vq = vq_model(TINY)
+    load_weights(folder / "vq", {"vq": vq})
+    return vq.state_dict()
+
+
+def test_an_interrupted_stage_resumes_to_the_same_weights(tmp_path):
+    assert train_vq(tmp_path / "whole", TINY, deadline=math.inf, progress=False) is not None
+    calls = 0
+    while train_vq(tmp_path / "cut", TINY, deadline=0.0, progress=False) is None:  # stops after every step
+        calls += 1
+    assert calls == TINY.vq_steps - 1
+    whole, cut = weights(tmp_path / "whole"), weights(tmp_path / "cut")
+    assert all(torch.equal(whole[k], cut[k]) for k in whole)
+
+
+def test_a_finished_stage_keeps_weights_only(tmp_path):
+    train_vq(tmp_path, TINY, deadline=math.inf, progress=False)
+    from safetensors.torch import load_file
+
+    keys = load_file(tmp_path / "vq" / "state.safetensors").keys()
+    assert keys and all(k.startswith("vq.") for k in keys)
