@@ -150,3 +150,17 @@ def test_adapter_on_another_base_gives_one_line_naming_both(trained, other_base_
     assert_one_line_error(code, err, "trained on base")
     assert str(other_base_dir.resolve()) in err and "tiny-base" in err
     assert not out.exists()
+
+
+def test_evaluate_rejects_an_unknown_style_in_one_line(capsys):
+    assert_one_line_error(
+        *run_main(capsys, ["evaluate", "--style", "baroque"]), "--style: unknown held-out style 'baroque'"
+    )
+
+
+def test_missing_toy_base_is_one_clear_error(monkeypatch, tmp_path, reference_png, capsys):
+    import styledrop.models.amused as amused
+
+    monkeypatch.setattr(amused, "TOY_BASE", tmp_path / "not-built")
+    args = ["train", reference_png, "--content", "a circle", "--style", "in striped style", "--out", tmp_path / "a"]
+    assert_one_line_error(*run_main(capsys, args), "no --base given, and the built-in toy base is not built yet")

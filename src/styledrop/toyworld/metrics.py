@@ -73,12 +73,12 @@ class Ruler:
     # -- CLIP scores -------------------------------------------------------------------------------------------
     @torch.no_grad()
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.clip.get_image_features(pixel_values=pixels * 2 - 1), dim=-1)
+        return F.normalize(projected(self.clip.get_image_features(pixel_values=pixels * 2 - 1)), dim=-1)
 
     @torch.no_grad()
     def text_features(self, prompts: list[str]) -> torch.Tensor:
         ids = self.tokenizer(prompts, padding="max_length", truncation=True, return_tensors="pt").input_ids
-        return F.normalize(self.clip.get_text_features(input_ids=ids), dim=-1)
+        return F.normalize(projected(self.clip.get_text_features(input_ids=ids)), dim=-1)
 
     def text_score(self, pixels: torch.Tensor, prompts: list[str]) -> float:
         return (self.image_features(pixels) * self.text_features(prompts)).sum(-1).mean().item()
@@ -86,6 +86,11 @@ class Ruler:
     def clip_style_score(self, pixels: torch.Tensor, reference: torch.Tensor) -> float:
         ref = self.image_features(reference[None] if reference.ndim == 3 else reference).mean(0)
         return (self.image_features(pixels) @ F.normalize(ref, dim=0)).mean().item()
+
+
+def projected(features) -> torch.Tensor:
+    """CLIP's projected embeddings: transformers 4 returns the tensor, transformers 5 an output object."""
+    return features if isinstance(features, torch.Tensor) else features.pooler_output
 
 
 def auc(positives: torch.Tensor, negatives: torch.Tensor) -> float:

@@ -1,0 +1,20 @@
+from styledrop.toyworld.evaluate import METRICS, StyleReport, format_table
+
+
+def report():
+    base = dict.fromkeys(METRICS, 0.5)
+    adapter = {**base, "style_score": 0.6, "content_accuracy": 0.9}
+    ceiling = {**base, "style_score": 0.8, "content_accuracy": 1.0, "leakage": 0.0}
+    return StyleReport("candy", base, adapter, ceiling, images={})
+
+
+def test_fractions_of_the_ceiling():
+    assert report().fraction_of_ceiling("adapter") == {"content_accuracy": 0.9, "style_score": 0.6 / 0.8}
+
+
+def test_table_lists_every_metric_with_its_fraction():
+    table = format_table([report()])
+    assert table.startswith("candy:")
+    for metric in METRICS:
+        assert metric in table
+    assert "0.75" in table  # style score as a fraction of the ceiling
