@@ -14,10 +14,31 @@ from .fileio import write_json, write_with
 STATE, META = "state.safetensors", "state.json"
 
 
-def save_state(folder: Path, modules: dict[str, torch.nn.Module], optimizer, generator, meta: dict) -> None:
-    tensors = {}
+def module_tensors(modules: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    """Every module's state dict in one flat dict, keys prefixed by the module's name."""
+    return {f"{n}.{k}": v.detach().cpu().contiguous() for n, m in modules.items() for k, v in m.state_dict().items()}
+
+
+def load_module_tensors(tensors: dict[str, torch.Tensor], modules: dict[str, torch.nn.Module]) -> None:
     for name, module in modules.items():
-        tensors.update({f"{name}.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()})
+        prefix = f"{name}."
+        module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+
+
+def save_weights(folder: Path, modules: dict[str, torch.nn.Module], meta: dict) -> None:
+    """Weights only: what a finished run keeps."""
+    tensors = module_tensors(modules)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_with(folder / STATE, lambda p: save_file(tensors, str(p)))
+    write_json(folder / META, meta)
+
+
+def load_weights(folder: Path, modules: dict[str, torch.nn.Module]) -> None:
+    load_module_tensors(load_file(folder / STATE), modules)
+
+
+def save_state(folder: Path, modules: dict[str, torch.nn.Module], optimizer, generator, meta: dict) -> None:
+    tensors = module_tensors(modules)
     for i, state in optimizer.state_dict()["state"].items():
         for key, value in state.items():
             tensors[f"optim.{i}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
@@ -34,9 +55,7 @@ def read_meta(folder: Path) -> dict:
 def load_state(folder: Path, modules: dict[str, torch.nn.Module], optimizer, generator) -> dict:
     """Restore what save_state wrote into the given modules/optimizer/generator; returns the meta dict."""
     tensors = load_file(folder / STATE)
-    for name, module in modules.items():
-        prefix = f"{name}."
-        module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+    load_module_tensors(tensors, modules)
     state = optimizer.state_dict()
     for key, value in tensors.items():
         if key.startswith("optim."):

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..checkpoint import is_complete, load_state, read_meta, save_state
+from ..checkpoint import is_complete, load_state, load_weights, read_meta, save_state, save_weights
 from ..models.uvit import UViT, UViTConfig
 from .oracle import OracleConfig, load_oracle, save_oracle, train_oracle
 from .render import COLOUR_NAMES, FAMILIES, SHAPES
@@ -126,26 +126,6 @@ class Buffer(torch.nn.Module):
     def __init__(self, value: torch.Tensor):
         super().__init__()
         self.register_buffer("value", value)
-
-
-def save_weights(folder: Path, modules: dict[str, torch.nn.Module], meta: dict) -> None:
-    from safetensors.torch import save_file
-
-    from ..fileio import write_json, write_with
-
-    tensors = {f"{n}.{k}": v.detach().cpu().contiguous() for n, m in modules.items() for k, v in m.state_dict().items()}
-    folder.mkdir(parents=True, exist_ok=True)
-    write_with(folder / "state.safetensors", lambda p: save_file(tensors, str(p)))
-    write_json(folder / "state.json", meta)
-
-
-def load_weights(folder: Path, modules: dict[str, torch.nn.Module]) -> None:
-    from safetensors.torch import load_file
-
-    tensors = load_file(folder / "state.safetensors")
-    for name, module in modules.items():
-        prefix = f"{name}."
-        module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
 
 
 # -- stage: VQ ---------------------------------------------------------------------------------------------------------
