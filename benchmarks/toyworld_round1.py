@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -22,10 +21,10 @@ from styledrop.images import grid, save_png, to_pil  # noqa: E402
 from styledrop.models.amused import load_base  # noqa: E402
 from styledrop.pipeline import SampleConfig  # noqa: E402
 from styledrop.toyworld.build import ASSETS  # noqa: E402
-from styledrop.toyworld.evaluate import evaluate_style, format_table, reference_image, reference_scene  # noqa: E402
+from styledrop.toyworld.evaluate import evaluate_style, format_table, train_round1  # noqa: E402
 from styledrop.toyworld.metrics import Ruler  # noqa: E402
 from styledrop.toyworld.world import EVAL_STYLES  # noqa: E402
-from styledrop.train import TrainConfig, train_adapter  # noqa: E402
+from styledrop.train import TrainConfig  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -48,19 +47,7 @@ def main() -> None:
     train = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, checkpoint_every=10**6)
     reports = []
     for name in args.styles:
-        scene = reference_scene(name)
-        with tempfile.TemporaryDirectory() as tmp:
-            train_adapter(
-                base,
-                [reference_image(name)],
-                [scene.prompt()],
-                tmp,
-                scene.style.prompt_suffix(),
-                AdapterConfig(rank=args.rank),
-                train,
-                progress=False,
-                log=lambda _: None,
-            )
+        train_round1(base, name, AdapterConfig(rank=args.rank), train)
         report = evaluate_style(base, ruler, name, "train", sample, args.per_prompt)
         reports.append(report)
         rows = []

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -23,9 +22,9 @@ from styledrop.adapters.config import AdapterConfig  # noqa: E402
 from styledrop.models.amused import load_base  # noqa: E402
 from styledrop.pipeline import SampleConfig  # noqa: E402
 from styledrop.toyworld.build import ASSETS  # noqa: E402
-from styledrop.toyworld.evaluate import evaluate_style, reference_image, reference_scene  # noqa: E402
+from styledrop.toyworld.evaluate import evaluate_style, train_round1  # noqa: E402
 from styledrop.toyworld.metrics import Ruler  # noqa: E402
-from styledrop.train import TrainConfig, train_adapter  # noqa: E402
+from styledrop.train import TrainConfig  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "toyworld_sweep.jsonl"
 CENTRE_TRAIN = {"lr": 1e-3, "steps": 300, "rank": 4, "batch_size": 8}
@@ -42,22 +41,10 @@ SAMPLE_GRID = {
 def score(base, ruler, styles, train: dict, sample: dict, per_prompt: int) -> dict:
     rows = []
     for name in styles:
-        scene = reference_scene(name)
-        with tempfile.TemporaryDirectory() as tmp:
-            config = TrainConfig(
-                steps=train["steps"], lr=train["lr"], batch_size=train["batch_size"], checkpoint_every=10**6
-            )
-            train_adapter(
-                base,
-                [reference_image(name)],
-                [scene.prompt()],
-                tmp,
-                scene.style.prompt_suffix(),
-                AdapterConfig(rank=train["rank"]),
-                config,
-                progress=False,
-                log=lambda _: None,
-            )
+        config = TrainConfig(
+            steps=train["steps"], lr=train["lr"], batch_size=train["batch_size"], checkpoint_every=10**6
+        )
+        train_round1(base, name, AdapterConfig(rank=train["rank"]), config)
         report = evaluate_style(base, ruler, name, "train", SampleConfig(**sample), per_prompt)
         frac = report.fraction_of_ceiling("adapter")
         rows.append(

@@ -53,23 +53,16 @@ def run_toy_demo(out_dir: str | Path, steps: int, seed: int, progress: bool) -> 
     """Round 1 on the bundled reference of a held-out style; grids and scores against ground truth."""
     from .models.amused import load_base
     from .toyworld.build import ASSETS
-    from .toyworld.evaluate import evaluate_style, format_table, reference_image, reference_scene
+    from .toyworld.evaluate import evaluate_style, format_table, reference_image, train_round1
     from .toyworld.metrics import Ruler
 
     out_dir = Path(out_dir)
     base = load_base(None, "cpu")
     reference = reference_image(TOY_STYLE)
     save_png(reference, out_dir / "reference.png")
-    scene = reference_scene(TOY_STYLE)
-    adapter_dir = train_adapter(
-        base,
-        [reference],
-        [scene.prompt()],
-        out_dir / "adapter",
-        scene.style.prompt_suffix(),
-        AdapterConfig(rank=4, shared=True),
-        TrainConfig(steps=steps, batch_size=8, lr=1e-3, seed=seed, checkpoint_every=max(1, steps // 2)),
-        progress=progress,
+    train = TrainConfig(steps=steps, batch_size=8, lr=1e-3, seed=seed, checkpoint_every=max(1, steps // 2))
+    adapter_dir = train_round1(
+        base, TOY_STYLE, AdapterConfig(rank=4, shared=True), train, out_dir / "adapter", progress
     )
     report = evaluate_style(
         base, Ruler.load(ASSETS), TOY_STYLE, "train", SampleConfig(steps=12), per_prompt=2, seed=seed

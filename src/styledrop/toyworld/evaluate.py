@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
+from ..adapters.config import AdapterConfig
 from ..pipeline import SampleConfig, full_prompt, sample_images
+from ..train import TrainConfig, train_adapter
 from .metrics import Ruler, render_pixels
 from .render import COLOUR_NAMES, SHAPES, Content, Scene, render
 from .world import EVAL_STYLES
@@ -36,6 +38,22 @@ def reference_scene(style_name: str) -> Scene:
 
 def reference_image(style_name: str) -> Image.Image:
     return Image.fromarray(render(reference_scene(style_name)))
+
+
+def train_round1(base, style_name: str, adapter: AdapterConfig, config: TrainConfig, out_dir=None, progress=False):
+    """StyleDrop round 1 on the bundled reference of a held-out style. The adapter stays in `base` under
+    train.ADAPTER_NAME; it is also saved to out_dir when one is given. Returns out_dir."""
+    import tempfile
+
+    scene = reference_scene(style_name)
+    args = ([reference_image(style_name)], [scene.prompt()])
+    if out_dir is not None:
+        return train_adapter(base, *args, out_dir, scene.style.prompt_suffix(), adapter, config, progress=progress)
+    with tempfile.TemporaryDirectory() as tmp:
+        train_adapter(
+            base, *args, tmp, scene.style.prompt_suffix(), adapter, config, progress=progress, log=lambda _: None
+        )
+    return None
 
 
 def eval_contents(reference: Content) -> list[Content]:
