@@ -139,3 +139,14 @@ def test_word_tokenizer_makes_each_word_one_token(tmp_path):
     for word in words:
         assert len(tokenizer(word).input_ids) == 3, word  # start, the word, end
     assert len(tokenizer("a green star in striped style").input_ids) == 8
+
+
+def test_the_recorded_toy_source_resolves_like_no_base(monkeypatch, tmp_path):
+    import styledrop.models.amused as amused
+
+    monkeypatch.setattr(amused, "TOY_BASE", tmp_path / "not-built")
+    for name in (None, amused.TOY_SOURCE):
+        with pytest.raises(StyleDropError, match="toy base is not built yet"):
+            amused.resolve_base(name)
+    (tmp_path / "not-built" / "transformer").mkdir(parents=True)
+    assert amused.resolve_base(amused.TOY_SOURCE) == (tmp_path / "not-built", amused.TOY_SOURCE)

@@ -36,6 +36,24 @@ def write_json(path: str | os.PathLike, obj) -> None:
     write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
+def replace_dir(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Write a folder through `write(tmp)` into a temporary sibling, then swap it in whole."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if path.exists():
+        shutil.rmtree(path)
+    tmp.rename(path)
+    return path
+
+
 def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:
     """Atomically write `path` with a function that writes to the path it is given (safetensors, PIL, ...)."""
     with atomic_path(path) as tmp:

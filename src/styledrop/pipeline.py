@@ -155,8 +155,7 @@ def generate(
         raise StyleDropError(f"--seed: out of range ({seed})")
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     card = read_card(adapter_dir)
-    source = None if card.base.source == "styledrop:toy" else card.base.source
-    model = load_base(base or source, device or default_device())
+    model = load_base(base or card.base.source, device or default_device())
     model.load_adapter(adapter_dir, "style")
 
     jobs = [(c, j) for c in contents for j in range(n)]

@@ -174,16 +174,18 @@ class AmusedBase:
 
 # -- loading ------------------------------------------------------------------------------------------------------
 TOY_BASE = Path(__file__).resolve().parent.parent / "toyworld" / "assets" / "base"
+TOY_SOURCE = "styledrop:toy"  # how adapter cards record the built-in base
 
 
 def resolve_base(name_or_path: str | None) -> tuple[Path, str]:
-    """A local folder or a hub id (None: the built-in toy base) -> (folder in the aMUSEd layout, source)."""
-    if name_or_path is None:
+    """A local folder or a hub id (None, or the TOY_SOURCE an adapter card records: the built-in toy base)
+    -> (folder in the aMUSEd layout, source to record)."""
+    if name_or_path in (None, TOY_SOURCE):
         if not (TOY_BASE / "transformer").is_dir():
             raise StyleDropError(
                 "no --base given, and the built-in toy base is not built yet (styledrop build-toy-base)"
             )
-        return TOY_BASE, "styledrop:toy"
+        return TOY_BASE, TOY_SOURCE
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         folder, source = path, str(path.resolve())

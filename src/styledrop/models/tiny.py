@@ -108,6 +108,13 @@ def save_transformer(model: UViT, folder: Path) -> None:
     write_with(folder / "diffusion_pytorch_model.safetensors", lambda p: save_file(state, str(p)))
 
 
+def write_model_index(folder: Path) -> None:
+    """The top-level file of an aMUSEd pipeline folder."""
+    write_json(
+        folder / "model_index.json", {"_class_name": "AmusedPipeline", "transformer": ["diffusers", "UVit2DModel"]}
+    )
+
+
 def build_tiny_base(folder: str | Path, seed: int = 0, uvit: UViTConfig = TINY_UVIT) -> Path:
     """Create a random aMUSEd-format base in `folder` (a 32x32-pixel, 8x8-token model) and return the folder."""
     from diffusers import VQModel
@@ -149,9 +156,7 @@ def build_tiny_base(folder: str | Path, seed: int = 0, uvit: UViTConfig = TINY_U
     _stretch_codebook(vq)
     vq.save_pretrained(folder / "vqvae", safe_serialization=True)
     save_transformer(UViT(uvit), folder / "transformer")
-    write_json(
-        folder / "model_index.json", {"_class_name": "AmusedPipeline", "transformer": ["diffusers", "UVit2DModel"]}
-    )
+    write_model_index(folder)
     return folder
 
 

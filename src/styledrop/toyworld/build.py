@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..checkpoint import is_complete, load_state, load_weights, read_meta, save_state, save_weights
+from ..fileio import replace_dir
+from ..images import array_to_tensor
 from ..models.uvit import UViT, UViTConfig
 from .oracle import OracleConfig, load_oracle, save_oracle, train_oracle
 from .render import COLOUR_NAMES, FAMILIES, SHAPES
@@ -65,11 +67,6 @@ def vq_model(config: BuildConfig):
         lookup_from_codebook=True,
         force_upcast=False,
     )
-
-
-def to_pixels(images: np.ndarray) -> torch.Tensor:
-    """(n, H, W, 3) uint8 -> (n, 3, H, W) float in [0, 1], aMUSEd's VQ input range."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
 
 
 def cosine_lr(step: int, total: int, peak: float, warmup: int = 200) -> float:
@@ -132,7 +129,7 @@ class Buffer(torch.nn.Module):
 def vq_data(config: BuildConfig) -> torch.Tensor:
     renders = render_all(sample_scenes(config.vq_images, seed=config.seed + 101))
     textures = random_textures(config.vq_textures, seed=config.seed + 102)
-    return to_pixels(np.concatenate([renders, textures]))
+    return array_to_tensor(np.concatenate([renders, textures]))
 
 
 def vq_forward(vq, pixels: torch.Tensor):
@@ -276,7 +273,7 @@ def train_clip(work: Path, config: BuildConfig, deadline: float, progress: bool 
         rng = np.random.default_rng(config.seed * 1_000_003 + step)
         prompts = train_prompts([state["scenes"][i] for i in idx], rng, config.plain_prompt_rate)
         ids = tok(prompts, padding="max_length", max_length=MAX_PROMPT_TOKENS, return_tensors="pt").input_ids
-        pixels = clip_pixels(to_pixels(state["renders"][idx]))
+        pixels = clip_pixels(array_to_tensor(state["renders"][idx]))
         out = clip(input_ids=ids, pixel_values=pixels)
         # Prompts repeat within a batch: every image whose prompt matches counts as a positive.
         same = torch.tensor([[a == b for b in prompts] for a in prompts], dtype=torch.float32)
@@ -358,7 +355,7 @@ def train_uvit(work: Path, config: BuildConfig, vq, clip, deadline: float, progr
         scenes, renders = scene_pool(work, config)
         with torch.no_grad():
             tokens = torch.cat(
-                [base.encode_images(to_pixels(renders[i : i + 500])) for i in range(0, len(renders), 500)]
+                [base.encode_images(array_to_tensor(renders[i : i + 500])) for i in range(0, len(renders), 500)]
             )
         prompts = sorted({s.prompt(True) for s in scenes} | {s.prompt(False) for s in scenes})
         text = base.condition(prompts)
@@ -431,24 +428,6 @@ def train_oracle_stage(work: Path, config: BuildConfig, vq, deadline: float, pro
 ASSETS = Path(__file__).parent / "assets"
 
 
-def _replace_dir(dest: Path, write) -> Path:
-    """Write a folder through `write(tmp)`, then swap it in whole."""
-    import shutil
-    import tempfile
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
-    try:
-        write(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if dest.exists():
-        shutil.rmtree(dest)
-    tmp.rename(dest)
-    return dest
-
-
 def export_ruler(work: Path, clip, oracle, dest: Path = ASSETS) -> None:
     """The measuring instruments: the full toy CLIP (text score, CLIP style score) and the oracle."""
 
@@ -456,25 +435,22 @@ def export_ruler(work: Path, clip, oracle, dest: Path = ASSETS) -> None:
         clip.save_pretrained(tmp, safe_serialization=True)
         tokenizer(work).save_pretrained(tmp)
 
-    _replace_dir(dest / "clip", write_clip)
-    _replace_dir(dest / "oracle", lambda tmp: save_oracle(oracle, tmp))
+    replace_dir(dest / "clip", write_clip)
+    replace_dir(dest / "oracle", lambda tmp: save_oracle(oracle, tmp))
 
 
 def export_base(work: Path, vq, clip, uvit, dest: Path = ASSETS) -> Path:
     """The default base, in the aMUSEd folder layout that `load_base` reads."""
-    from ..fileio import write_json
-    from ..models.tiny import save_transformer
+    from ..models.tiny import save_transformer, write_model_index
 
     def write(tmp: Path) -> None:
         save_transformer(uvit, tmp / "transformer")
         vq.save_pretrained(tmp / "vqvae", safe_serialization=True)
         text_encoder_from_clip(clip).save_pretrained(tmp / "text_encoder", safe_serialization=True)
         tokenizer(work).save_pretrained(tmp / "tokenizer")
-        write_json(
-            tmp / "model_index.json", {"_class_name": "AmusedPipeline", "transformer": ["diffusers", "UVit2DModel"]}
-        )
+        write_model_index(tmp)
 
-    return _replace_dir(dest / "base", write)
+    return replace_dir(dest / "base", write)
 
 
 def build(work: str | Path, config: BuildConfig = BuildConfig(), budget_s: float = 3600, progress: bool = True) -> dict:
@@ -484,7 +460,7 @@ def build(work: str | Path, config: BuildConfig = BuildConfig(), budget_s: float
     vq = train_vq(work, config, deadline, progress)
     status["vq"] = vq is not None
     if vq is not None:
-        _replace_dir(ASSETS / "base" / "vqvae", lambda tmp: vq.save_pretrained(tmp, safe_serialization=True))
+        replace_dir(ASSETS / "base" / "vqvae", lambda tmp: vq.save_pretrained(tmp, safe_serialization=True))
     clip = train_clip(work, config, deadline, progress) if vq is not None else None
     status["clip"] = clip is not None
     oracle = train_oracle_stage(work, config, vq, deadline, progress) if clip is not None else None

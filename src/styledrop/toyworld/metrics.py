@@ -12,17 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..images import array_to_tensor
+from .build import clip_pixels
 from .oracle import Oracle, load_oracle
-from .render import COLOUR_NAMES, SHAPES, Content, Scene, Style, render
+from .render import COLOUR_NAMES, SHAPES, Content, Scene, Style
+from .world import render_all
 
 
 def render_pixels(scenes: list[Scene]) -> torch.Tensor:
     """(n, 3, 32, 32) float in [0, 1]."""
-    return torch.from_numpy(np.stack([render(s) for s in scenes])).permute(0, 3, 1, 2).float() / 255
+    return array_to_tensor(render_all(scenes))
 
 
 @dataclass
@@ -73,7 +75,7 @@ class Ruler:
     # -- CLIP scores -------------------------------------------------------------------------------------------
     @torch.no_grad()
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        return F.normalize(projected(self.clip.get_image_features(pixel_values=pixels * 2 - 1)), dim=-1)
+        return F.normalize(projected(self.clip.get_image_features(pixel_values=clip_pixels(pixels))), dim=-1)
 
     @torch.no_grad()
     def text_features(self, prompts: list[str]) -> torch.Tensor:

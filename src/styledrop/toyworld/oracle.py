@@ -18,8 +18,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..fileio import write_json, write_with
-from .render import COLOUR_NAMES, FAMILIES, SHAPES, Scene, render
-from .world import sample_content, sample_style
+from ..images import array_to_tensor
+from .render import COLOUR_NAMES, FAMILIES, SHAPES, Scene
+from .world import render_all, sample_content, sample_style
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def style_batch(rng: np.random.Generator, styles: int, contents: int, held_out: 
         for _ in range(contents):
             scenes.append(Scene(sample_content(rng), style))
             style_ids.append(s)
-    pixels = torch.from_numpy(np.stack([render(sc) for sc in scenes])).permute(0, 3, 1, 2).float() / 255
+    pixels = array_to_tensor(render_all(scenes))
     labels = {
         "shape": torch.tensor([SHAPES.index(sc.content.shape) for sc in scenes]),
         "colour": torch.tensor([COLOUR_NAMES.index(sc.content.colour) for sc in scenes]),
