@@ -27,9 +27,15 @@ from styledrop.toyworld.metrics import Ruler  # noqa: E402
 from styledrop.train import TrainConfig  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "toyworld_sweep.jsonl"
-CENTRE_TRAIN = {"lr": 1e-3, "steps": 300, "rank": 4, "batch_size": 8}
+CENTRE_TRAIN = {"lr": 1e-3, "steps": 300, "rank": 4, "batch_size": 8, "crop_scale": 1.15}
 CENTRE_SAMPLE = {"style_scale": 1.0, "guidance": 5.0, "steps": 12, "temperature": 4.5}
-TRAIN_GRID = {"lr": [3e-4, 3e-3], "steps": [100, 1000], "rank": [2, 8], "batch_size": [4, 16]}
+TRAIN_GRID = {
+    "lr": [3e-4, 3e-3],
+    "steps": [100, 1000],
+    "rank": [2, 8],
+    "batch_size": [4, 16],
+    "crop_scale": [1.0, 1.5],  # 1.5: shifts of up to two whole tokens
+}
 SAMPLE_GRID = {
     "style_scale": [0.0, 0.5, 2.0, 3.0],
     "guidance": [1.0, 3.0, 8.0],
@@ -38,18 +44,27 @@ SAMPLE_GRID = {
 }
 
 
-def score(base, ruler, styles, train: dict, sample: dict, per_prompt: int) -> dict:
+def style_rows(base, ruler, name: str, train: dict, samples: list[dict], per_prompt: int) -> list[dict]:
+    """Train one round-1 adapter for a style, then score it under each sampling setting."""
+    config = TrainConfig(
+        steps=train["steps"],
+        lr=train["lr"],
+        batch_size=train["batch_size"],
+        crop_scale=train["crop_scale"],
+        checkpoint_every=10**6,
+    )
+    train_round1(base, name, AdapterConfig(rank=train["rank"]), config)
     rows = []
-    for name in styles:
-        config = TrainConfig(
-            steps=train["steps"], lr=train["lr"], batch_size=train["batch_size"], checkpoint_every=10**6
-        )
-        train_round1(base, name, AdapterConfig(rank=train["rank"]), config)
+    for sample in samples:
         report = evaluate_style(base, ruler, name, "train", SampleConfig(**sample), per_prompt)
         frac = report.fraction_of_ceiling("adapter")
         rows.append(
             {"style": frac["style_score"], "content": frac["content_accuracy"], "leakage": report.adapter["leakage"]}
         )
+    return rows
+
+
+def summarise(rows: list[dict]) -> dict:
     mean = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
     return {**mean, "objective": mean["style"] * mean["content"]}
 
@@ -70,15 +85,18 @@ def main() -> None:
 
     best_train, best = CENTRE_TRAIN, -1.0
     for train in variations(CENTRE_TRAIN, TRAIN_GRID):
-        result = score(base, ruler, args.styles, train, CENTRE_SAMPLE, args.per_prompt)
+        rows = [style_rows(base, ruler, name, train, [CENTRE_SAMPLE], args.per_prompt)[0] for name in args.styles]
+        result = summarise(rows)
         append_result(
             RESULTS, {"stage": "train", "train": train, "sample": CENTRE_SAMPLE, "styles": args.styles, **result}
         )
         print("train", train, {k: round(v, 3) for k, v in result.items()})
         if result["objective"] > best:
             best_train, best = train, result["objective"]
-    for sample in variations(CENTRE_SAMPLE, SAMPLE_GRID):
-        result = score(base, ruler, args.styles, best_train, sample, args.per_prompt)
+    samples = list(variations(CENTRE_SAMPLE, SAMPLE_GRID))
+    per_style = [style_rows(base, ruler, name, best_train, samples, args.per_prompt) for name in args.styles]
+    for sample, rows in zip(samples, zip(*per_style, strict=True), strict=True):
+        result = summarise(list(rows))
         append_result(
             RESULTS, {"stage": "sample", "train": best_train, "sample": sample, "styles": args.styles, **result}
         )

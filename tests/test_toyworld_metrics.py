@@ -63,7 +63,7 @@ def test_text_score_prefers_the_true_prompt(ruler):
     rng = np.random.default_rng(5)
     scenes = [Scene(sample_content(rng), sample_style(rng, held_out=True)) for _ in range(200)]
     pixels = render_pixels(scenes)
-    true = ruler.image_features(pixels) @ ruler.text_features([s.prompt() for s in scenes]).T  # (n, n)
+    true = ruler.clip.image_features(pixels) @ ruler.clip.text_features([s.prompt() for s in scenes]).T  # (n, n)
     matched, others = true.diag(), true[~torch.eye(len(scenes), dtype=torch.bool)]
     assert auc(matched, others) >= 0.9
     assert ruler.text_score(pixels, [s.prompt() for s in scenes]) > ruler.text_score(

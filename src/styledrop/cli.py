@@ -16,6 +16,61 @@ class Parser(argparse.ArgumentParser):
         raise StyleDropError(f"{self.prog}: {message}")
 
 
+def add_training_args(p, round2: bool = False) -> None:
+    """Adapter shape and training settings; round 2 defaults to the paper's larger per-layer adapter."""
+    from .adapters.config import AdapterConfig
+    from .feedback.rounds import ROUND2_ADAPTER
+    from .train import TrainConfig as T
+
+    p.add_argument("--steps", type=int, default=T.steps)
+    p.add_argument("--lr", type=float, default=T.lr)
+    p.add_argument("--rank", type=int, default=ROUND2_ADAPTER.rank if round2 else AdapterConfig.rank)
+    per_layer = round2 and not ROUND2_ADAPTER.shared
+    if per_layer:
+        p.add_argument("--shared", dest="per_layer", action="store_false", help="one adapter shared by all layers")
+    else:
+        p.add_argument("--per-layer", action="store_true", help="per-layer adapter weights (paper round 2)")
+    p.add_argument("--batch-size", type=int, default=T.batch_size)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=T.checkpoint_every)
+    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.set_defaults(per_layer=per_layer)
+
+
+def training_configs(args):
+    from .adapters.config import AdapterConfig
+    from .train import TrainConfig
+
+    config = TrainConfig(
+        steps=args.steps,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        gradient_checkpointing=args.gradient_checkpointing,
+    )
+    return AdapterConfig(rank=args.rank, shared=not args.per_layer), config
+
+
+def add_sampling_args(p, prefix: str = "", steps: int | None = None) -> None:
+    """lA, lB, decoding steps, temperature, negative prompt and batch size, with SampleConfig's defaults."""
+    from .pipeline import SampleConfig as S
+
+    p.add_argument(f"--{prefix}style-scale", type=float, default=S.style_scale, help="lA, style strength")
+    p.add_argument(f"--{prefix}guidance", type=float, default=S.guidance, help="lB, text guidance")
+    p.add_argument(f"--{prefix}steps", type=int, default=steps or S.steps, help="decoding steps")
+    p.add_argument(f"--{prefix}temperature", type=float, default=S.temperature)
+    p.add_argument(f"--{prefix}negative", default=S.negative, help="negative prompt")
+    p.add_argument(f"--{prefix}batch-size", type=int, default=S.batch_size)
+
+
+def sample_config(args, prefix: str = ""):
+    from .pipeline import SampleConfig
+
+    fields = ("style_scale", "guidance", "steps", "temperature", "negative", "batch_size")
+    return SampleConfig(**{f: getattr(args, prefix + f) for f in fields})
+
+
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train a style adapter on one or a few reference images")
     p.add_argument("images", nargs="+", metavar="IMAGE")
@@ -30,35 +85,16 @@ def add_train(sub) -> None:
         "--base", default=None, help="hub id or folder of an aMUSEd-format model (default: the built-in toy base)"
     )
     p.add_argument("--out", required=True, help="adapter folder to write")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--rank", type=int, default=4)
-    p.add_argument(
-        "--per-layer", action="store_true", help="per-layer adapter weights (paper round 2) instead of shared"
-    )
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint-every", type=int, default=100)
-    p.add_argument("--gradient-checkpointing", action="store_true")
+    add_training_args(p)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     p.add_argument("--device", default=None)
     p.set_defaults(run=run_train)
 
 
 def run_train(args) -> None:
-    from .adapters.config import AdapterConfig
     from .pipeline import train_from_files
-    from .train import TrainConfig
 
-    config = TrainConfig(
-        steps=args.steps,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        checkpoint_every=args.checkpoint_every,
-        gradient_checkpointing=args.gradient_checkpointing,
-    )
-    adapter = AdapterConfig(rank=args.rank, shared=not args.per_layer)
+    adapter, config = training_configs(args)
     out = train_from_files(
         args.images, args.content, args.style, args.base, args.out, adapter, config, args.resume, args.device
     )
@@ -74,29 +110,18 @@ def add_generate(sub) -> None:
     p.add_argument("--out", required=True, help="folder for the PNGs, grid.png and images.json")
     p.add_argument("--n", type=int, default=4, help="images per prompt")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--style-scale", type=float, default=1.0, help="lA, style strength")
-    p.add_argument("--guidance", type=float, default=5.0, help="lB, text guidance")
-    p.add_argument("--steps", type=int, default=36, help="decoding steps")
-    p.add_argument("--temperature", type=float, default=4.5)
-    p.add_argument("--negative", default="", help="negative prompt")
-    p.add_argument("--batch-size", type=int, default=8)
+    add_sampling_args(p)
     p.add_argument("--base", default=None, help="override the base recorded in the adapter")
     p.add_argument("--device", default=None)
     p.set_defaults(run=run_generate)
 
 
 def run_generate(args) -> None:
-    from .pipeline import SampleConfig, generate
+    from .pipeline import generate
 
-    config = SampleConfig(
-        steps=args.steps,
-        temperature=args.temperature,
-        style_scale=args.style_scale,
-        guidance=args.guidance,
-        negative=args.negative,
-        batch_size=args.batch_size,
+    paths = generate(
+        args.adapter, args.prompts, args.out, args.n, args.seed, sample_config(args), args.base, args.device
     )
-    paths = generate(args.adapter, args.prompts, args.out, args.n, args.seed, config, args.base, args.device)
     print(f"wrote {len(paths)} images, grid.png and images.json to {args.out}")
 
 
@@ -137,19 +162,77 @@ def add_evaluate(sub) -> None:
     p.add_argument("--style", required=True, help="held-out style the adapter was trained on (candy, blueprint, ...)")
     p.add_argument("--n", type=int, default=4, help="images per content prompt")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--style-scale", type=float, default=1.0)
-    p.add_argument("--guidance", type=float, default=5.0)
-    p.add_argument("--steps", type=int, default=12)
+    add_sampling_args(p, steps=12)
     p.add_argument("--json", action="store_true", help="print machine-readable results")
     p.set_defaults(run=run_evaluate)
 
 
 def run_evaluate(args) -> None:
-    from .pipeline import SampleConfig
     from .toyworld.evaluate import evaluate_adapter
 
-    sample = SampleConfig(steps=args.steps, style_scale=args.style_scale, guidance=args.guidance)
-    print(evaluate_adapter(args.adapter, args.style, sample, args.n, args.seed, as_json=args.json))
+    print(evaluate_adapter(args.adapter, args.style, sample_config(args), args.n, args.seed, as_json=args.json))
+
+
+def add_refine(sub) -> None:
+    p = sub.add_parser(
+        "refine",
+        help="round 2: generate a pool from an adapter, select by feedback, train a new adapter on the selection",
+        description="Each stage (pool, scores, selection, adapter) is kept in --out and reused when the command "
+        "runs again, so an interrupted round resumes, and a finished one can be re-run with another --feedback.",
+    )
+    p.add_argument("adapter", metavar="ADAPTER_DIR", help="the previous round's adapter")
+    p.add_argument("--out", required=True, metavar="ROUND_DIR", help="folder for the round")
+    p.add_argument("--prompts", default=None, metavar="FILE", help="content prompts, one per line (default: built in)")
+    p.add_argument("--per-prompt", type=int, default=8, help="pool images per prompt")
+    p.add_argument("--feedback", choices=("clip", "human", "random"), default="clip")
+    p.add_argument("--keep", type=int, default=1, help="images kept per prompt (clip, random)")
+    p.add_argument("--min-style", type=float, default=None, help="clip: drop images with a lower style score")
+    p.add_argument("--scorer", default=None, help="CLIP hub id or folder (default: per base)")
+    p.add_argument("--pool-seed", type=int, default=0)
+    add_sampling_args(p, prefix="pool-")
+    add_training_args(p, round2=True)
+    p.add_argument("--device", default=None)
+    p.set_defaults(run=run_refine)
+
+
+def run_refine(args) -> None:
+    from .feedback.rounds import SelectConfig, read_prompt_file, refine
+
+    adapter, config = training_configs(args)
+    result = refine(
+        args.adapter,
+        args.out,
+        read_prompt_file(args.prompts) if args.prompts else None,
+        args.per_prompt,
+        args.pool_seed,
+        sample_config(args, "pool_"),
+        SelectConfig(args.feedback, args.keep, args.min_style, args.seed),
+        args.scorer,
+        adapter,
+        config,
+        args.device,
+    )
+    print(f"pool: {result.pool} images ({result.generated} generated now) in {args.out}/pool")
+    for name, summary in result.summary.items():
+        print(
+            f"{name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items())
+        )
+    if result.adapter is not None:
+        print(f"round adapter saved to {result.adapter}")
+
+
+def add_review(sub) -> None:
+    p = sub.add_parser("review", help="a local web page to pick a round's images and start its training")
+    p.add_argument("round", metavar="ROUND_DIR")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.set_defaults(run=run_review)
+
+
+def run_review(args) -> None:
+    from .webui.server import serve
+
+    serve(args.round, args.host, args.port)
 
 
 def build_parser() -> Parser:
@@ -160,6 +243,8 @@ def build_parser() -> Parser:
     add_demo(sub)
     add_build_toy_base(sub)
     add_evaluate(sub)
+    add_refine(sub)
+    add_review(sub)
     return parser
 
 

@@ -75,6 +75,13 @@ def resize_shorter_side(image: Image.Image, size: int) -> Image.Image:
     return image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BICUBIC)
 
 
+def center_square(image: Image.Image, size: int) -> torch.Tensor:
+    """Resize the shorter side to `size` and crop the centre: (3, size, size) in [0, 1]."""
+    resized = resize_shorter_side(image, size)
+    left, top = (resized.width - size) // 2, (resized.height - size) // 2
+    return to_tensor(resized.crop((left, top, left + size, top + size)))
+
+
 def save_png(image: Image.Image, path: str | Path) -> None:
     write_with(path, lambda p: image.save(p, format="PNG"))
 

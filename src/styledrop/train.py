@@ -18,7 +18,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .adapters.config import AdapterCard, AdapterConfig
-from .adapters.io import save_adapter
+from .adapters.io import save_adapter, save_references
 from .adapters.layer import Adapter
 from .checkpoint import is_complete, load_state, read_meta, save_state
 from .errors import StyleDropError, check_ranges
@@ -186,11 +186,13 @@ def train_adapter(
     progress: bool = True,
     log: Callable[[str], None] = tqdm.write,
     on_step: Callable[[int, float], None] | None = None,
+    references: list[Image.Image] | None = None,
 ) -> Path:
     """Train an adapter on (image, prompt) pairs and save it to out_dir; returns out_dir.
 
     prompts are full training prompts (content + style descriptor), one per image. With resume=True the
     latest checkpoint in out_dir/checkpoints is continued, to the same result as an uninterrupted run.
+    `references` (default: the training images) are the style's reference images, saved with the adapter.
     """
     if len(images) != len(prompts) or not images:
         raise StyleDropError(f"need one prompt per image: got {len(images)} images and {len(prompts)} prompts")
@@ -243,6 +245,7 @@ def train_adapter(
         prompts=list(prompts),
         training=config.to_dict(),
     )
+    save_references(out_dir, images if references is None else references)
     save_adapter(out_dir, adapter, card)
     shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)
     return out_dir

@@ -1,4 +1,5 @@
-"""Adapters on disk: a folder with `adapter_config.json` (the card) and `adapter.safetensors` (the weights).
+"""Adapters on disk: a folder with `adapter_config.json` (the card), `adapter.safetensors` (the weights) and
+`reference/` (the style's reference images).
 
 Only safetensors is ever read. Each file is written atomically; the card records the weights' SHA-256, so a
 truncated, swapped or tampered weights file is refused instead of half-loaded.
@@ -15,12 +16,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import StyleDropError
-from ..fileio import write_json, write_with
+from ..fileio import replace_dir, write_json, write_with
 from .config import AdapterCard
 from .layer import Adapter
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter.safetensors"
+REFERENCE_DIR = "reference"
 
 
 def sha256_file(path: Path) -> str:
@@ -91,3 +93,23 @@ def load_adapter(folder: str | Path, num_layers: int, dim: int, base_identity) -
         raise StyleDropError(f"{weights}: contains NaN or infinite values")
     adapter.load_state_dict(state)
     return adapter, card
+
+
+def save_references(folder: str | Path, images: list) -> None:
+    """The style's reference image(s), kept beside the adapter: later rounds score style against them."""
+    from ..images import save_png
+
+    def write(tmp: Path) -> None:
+        for i, image in enumerate(images):
+            save_png(image, tmp / f"{i:02d}.png")
+
+    replace_dir(Path(folder) / REFERENCE_DIR, write)
+
+
+def load_references(folder: str | Path) -> list:
+    from ..images import load_image
+
+    paths = sorted((Path(folder) / REFERENCE_DIR).glob("*.png"))
+    if not paths:
+        raise StyleDropError(f"{folder}: no {REFERENCE_DIR}/ images (an adapter from an older version?)")
+    return [load_image(p) for p in paths]

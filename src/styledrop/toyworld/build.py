@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..checkpoint import is_complete, load_state, load_weights, read_meta, save_state, save_weights
-from ..fileio import replace_dir
+from ..fileio import replace_dir, write_json
 from ..images import array_to_tensor
+from ..models.clip import Preprocess
 from ..models.uvit import UViT, UViTConfig
 from .oracle import OracleConfig, load_oracle, save_oracle, train_oracle
 from .render import COLOUR_NAMES, FAMILIES, SHAPES
@@ -42,7 +43,7 @@ class BuildConfig:
     clip_steps: int = 2_000
     clip_batch: int = 256
     clip_lr: float = 1e-3
-    uvit_steps: int = 15_000
+    uvit_steps: int = 12_000
     uvit_batch: int = 64
     uvit_lr: float = 1e-3
     plain_prompt_rate: float = 0.25  # prompts without the style descriptor, so "a red star" means something
@@ -249,9 +250,7 @@ def clip_model(vocab_size: int):
     return CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=128))
 
 
-def clip_pixels(pixels: torch.Tensor) -> torch.Tensor:
-    """The toy CLIP's preprocessing: [0, 1] -> [-1, 1]."""
-    return pixels * 2 - 1
+CLIP_PREPROCESS = Preprocess(32, 32, (0.5,) * 3, (0.5,) * 3)  # the toy CLIP sees [0, 1] as [-1, 1]
 
 
 def train_prompts(scenes, rng: np.random.Generator, plain_rate: float) -> list[str]:
@@ -273,7 +272,7 @@ def train_clip(work: Path, config: BuildConfig, deadline: float, progress: bool 
         rng = np.random.default_rng(config.seed * 1_000_003 + step)
         prompts = train_prompts([state["scenes"][i] for i in idx], rng, config.plain_prompt_rate)
         ids = tok(prompts, padding="max_length", max_length=MAX_PROMPT_TOKENS, return_tensors="pt").input_ids
-        pixels = clip_pixels(array_to_tensor(state["renders"][idx]))
+        pixels = CLIP_PREPROCESS(array_to_tensor(state["renders"][idx]))
         out = clip(input_ids=ids, pixel_values=pixels)
         # Prompts repeat within a batch: every image whose prompt matches counts as a positive.
         same = torch.tensor([[a == b for b in prompts] for a in prompts], dtype=torch.float32)
@@ -434,6 +433,7 @@ def export_ruler(work: Path, clip, oracle, dest: Path = ASSETS) -> None:
     def write_clip(tmp: Path) -> None:
         clip.save_pretrained(tmp, safe_serialization=True)
         tokenizer(work).save_pretrained(tmp)
+        write_json(tmp / "preprocessor_config.json", CLIP_PREPROCESS.config())
 
     replace_dir(dest / "clip", write_clip)
     replace_dir(dest / "oracle", lambda tmp: save_oracle(oracle, tmp))

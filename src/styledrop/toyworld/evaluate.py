@@ -16,7 +16,7 @@ from ..adapters.config import AdapterConfig
 from ..pipeline import SampleConfig, full_prompt, sample_images
 from ..train import TrainConfig, train_adapter
 from .metrics import Ruler, render_pixels
-from .render import COLOUR_NAMES, SHAPES, Content, Scene, render
+from .render import COLOUR_NAMES, FAMILIES, SHAPES, Content, Scene, family_descriptor, render
 from .world import EVAL_STYLES
 
 # The one bundled reference content per held-out style.
@@ -110,6 +110,36 @@ def evaluate_style(
         report["adapter"] = measure(ruler, images["adapter"], asked, prompts, reference)
     ceiling = measure(ruler, truth, contents, [full_prompt(c.prompt(), descriptor) for c in contents], reference)
     return StyleReport(style_name, report["base"], report.get("adapter"), ceiling, images)
+
+
+@dataclass
+class BaseQuality:
+    """The shipping bar for the toy base: content on plain prompts, and the named family honoured."""
+
+    plain: dict  # shape, colour and content (both) accuracy on "a red star" prompts
+    family: dict  # family accuracy, and content accuracy, on "a red star in striped style" prompts
+    images: dict  # "plain", "family" -> pixels, for grids
+
+    def passes(self, bar: float = 0.9) -> bool:
+        return self.plain["content"] >= bar and self.family["family"] >= bar
+
+
+def base_quality(base, ruler: Ruler, per_content: int = 2, sample: SampleConfig = SampleConfig(), seed: int = 0):
+    """Every shape x colour, `per_content` samples each, once plainly and once with a family named (families
+    cycle over the contents so that each one is asked about equally often)."""
+    contents = [Content(s, c) for s in SHAPES for c in COLOUR_NAMES for _ in range(per_content)]
+    families = [FAMILIES[i % len(FAMILIES)] for i in range(len(contents))]
+    seeds = list(range(seed, seed + len(contents)))
+    plain = sample_images(base, None, [c.prompt() for c in contents], seeds, sample)
+    styled_prompts = [full_prompt(c.prompt(), family_descriptor(f)) for c, f in zip(contents, families, strict=True)]
+    styled = sample_images(base, None, styled_prompts, seeds, sample)
+    hits = ruler.content_hits(plain, contents)
+    read = ruler.oracle.predict(styled)["family"] == torch.tensor([FAMILIES.index(f) for f in families])
+    return BaseQuality(
+        plain={k: hits[k].float().mean().item() for k in ("shape", "colour", "content")},
+        family={"family": read.float().mean().item(), "content": ruler.content_accuracy(styled, contents)},
+        images={"plain": plain, "family": styled},
+    )
 
 
 def format_table(reports: list[StyleReport]) -> str:

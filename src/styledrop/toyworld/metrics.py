@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..feedback.scoring import CLIPScorer
 from ..images import array_to_tensor
-from .build import clip_pixels
 from .oracle import Oracle, load_oracle
 from .render import COLOUR_NAMES, SHAPES, Content, Scene, Style
 from .world import render_all
@@ -30,15 +30,11 @@ def render_pixels(scenes: list[Scene]) -> torch.Tensor:
 @dataclass
 class Ruler:
     oracle: Oracle
-    clip: object  # transformers CLIPModel
-    tokenizer: object
+    clip: CLIPScorer  # the toy CLIP
 
     @classmethod
     def load(cls, assets: Path) -> Ruler:
-        from transformers import CLIPModel, CLIPTokenizer
-
-        clip = CLIPModel.from_pretrained(assets / "clip", use_safetensors=True).eval()
-        return cls(load_oracle(assets / "oracle"), clip, CLIPTokenizer.from_pretrained(assets / "clip"))
+        return cls(load_oracle(assets / "oracle"), CLIPScorer.load(assets / "clip"))
 
     # -- content -----------------------------------------------------------------------------------------------
     def content_hits(self, pixels: torch.Tensor, contents: list[Content]) -> dict[str, torch.Tensor]:
@@ -50,18 +46,34 @@ class Ruler:
     def content_accuracy(self, pixels: torch.Tensor, contents: list[Content]) -> float:
         return self.content_hits(pixels, contents)["content"].float().mean().item()
 
-    def leakage(self, pixels: torch.Tensor, asked: list[Content], reference: Content) -> float:
-        """Fraction of outputs showing the reference's shape (when another was asked) or colour (likewise),
-        among outputs where at least one of the two differs from the reference."""
+    def leak_flags(self, pixels: torch.Tensor, asked: list[Content], reference: Content) -> list[bool | None]:
+        """Per output: does it show the reference's shape (when another was asked) or colour (likewise)?
+        None where the prompt asked for the reference's content itself."""
         pred = self.oracle.predict(pixels)
-        leaks, counted = 0, 0
+        flags = []
         for s, c, want in zip(pred["shape"].tolist(), pred["colour"].tolist(), asked, strict=True):
+            if want.shape == reference.shape and want.colour == reference.colour:
+                flags.append(None)
+                continue
             shape_leak = want.shape != reference.shape and SHAPES[s] == reference.shape
             colour_leak = want.colour != reference.colour and COLOUR_NAMES[c] == reference.colour
-            if want.shape != reference.shape or want.colour != reference.colour:
-                counted += 1
-                leaks += shape_leak or colour_leak
-        return leaks / max(1, counted)
+            flags.append(shape_leak or colour_leak)
+        return flags
+
+    def leakage(self, pixels: torch.Tensor, asked: list[Content], reference: Content) -> float:
+        """Fraction of outputs that leak, among those whose prompt differs from the reference's content."""
+        flags = [f for f in self.leak_flags(pixels, asked, reference) if f is not None]
+        return sum(flags) / max(1, len(flags))
+
+    def read_content(self, pixels: torch.Tensor) -> list[Content]:
+        pred = self.oracle.predict(pixels)
+        return [
+            Content(SHAPES[s], COLOUR_NAMES[c])
+            for s, c in zip(pred["shape"].tolist(), pred["colour"].tolist(), strict=True)
+        ]
+
+    def scorer(self) -> ToyScorer:
+        return ToyScorer(self)
 
     # -- style -------------------------------------------------------------------------------------------------
     def style_embeddings(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -73,26 +85,35 @@ class Ruler:
         return (self.style_embeddings(pixels) @ F.normalize(ref, dim=0)).mean().item()
 
     # -- CLIP scores -------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        return F.normalize(projected(self.clip.get_image_features(pixel_values=clip_pixels(pixels))), dim=-1)
-
-    @torch.no_grad()
-    def text_features(self, prompts: list[str]) -> torch.Tensor:
-        ids = self.tokenizer(prompts, padding="max_length", truncation=True, return_tensors="pt").input_ids
-        return F.normalize(projected(self.clip.get_text_features(input_ids=ids)), dim=-1)
-
     def text_score(self, pixels: torch.Tensor, prompts: list[str]) -> float:
-        return (self.image_features(pixels) * self.text_features(prompts)).sum(-1).mean().item()
+        return self.clip.text_scores(pixels, prompts).mean().item()
 
     def clip_style_score(self, pixels: torch.Tensor, reference: torch.Tensor) -> float:
-        ref = self.image_features(reference[None] if reference.ndim == 3 else reference).mean(0)
-        return (self.image_features(pixels) @ F.normalize(ref, dim=0)).mean().item()
+        return self.clip.style_scores(pixels, reference).mean().item()
 
 
-def projected(features) -> torch.Tensor:
-    """CLIP's projected embeddings: transformers 4 returns the tensor, transformers 5 an output object."""
-    return features if isinstance(features, torch.Tensor) else features.pooler_output
+@dataclass
+class ToyScorer:
+    """The feedback scorer for the toy base: the toy CLIP's text and style scores (as the paper's CLIP), plus
+    leakage, which only the toy world can measure: the oracle reads the reference's content from its image."""
+
+    ruler: Ruler
+
+    def text_scores(self, pixels: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        return self.ruler.clip.text_scores(pixels, prompts)
+
+    def style_scores(self, pixels: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        return self.ruler.clip.style_scores(pixels, reference)
+
+    def leakage(self, pixels: torch.Tensor, contents: list[str], reference: torch.Tensor) -> list[bool | None]:
+        ref = self.ruler.read_content(reference[:1])[0]
+        asked = [Content.parse(c) for c in contents]
+        known = [i for i, a in enumerate(asked) if a is not None]
+        flags = self.ruler.leak_flags(pixels[known], [asked[i] for i in known], ref) if known else []
+        out: list[bool | None] = [None] * len(contents)
+        for i, flag in zip(known, flags, strict=True):
+            out[i] = flag
+        return out
 
 
 def auc(positives: torch.Tensor, negatives: torch.Tensor) -> float:

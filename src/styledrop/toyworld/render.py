@@ -42,6 +42,11 @@ BACKDROPS = {
 }
 
 
+def family_descriptor(family: str) -> str:
+    """The words that name a style family in prompts, as "watercolor painting style" does in a real model's."""
+    return f"in {family} style"
+
+
 @dataclass(frozen=True)
 class Content:
     shape: str
@@ -52,6 +57,14 @@ class Content:
 
     def prompt(self) -> str:
         return f"a {self.colour} {self.shape}"
+
+    @classmethod
+    def parse(cls, prompt: str) -> Content | None:
+        """The content a prompt asks for ("a red star ..."), or None if it names no shape and colour."""
+        words = prompt.lower().split()
+        if len(words) >= 3 and words[0] == "a" and words[1] in COLOURS and words[2] in SHAPES:
+            return cls(words[2], words[1])
+        return None
 
 
 @dataclass(frozen=True)
@@ -75,7 +88,7 @@ class Style:
     seed: int = 0  # the grain/texture noise pattern
 
     def prompt_suffix(self) -> str:
-        return f"in {self.family} style"
+        return family_descriptor(self.family)
 
     def replace(self, **changes) -> Style:
         return dataclasses.replace(self, **changes)

@@ -90,6 +90,15 @@ def sample_content(rng: np.random.Generator) -> Content:
     )
 
 
+def pool_contents() -> list[Content]:
+    """A feedback round's prompts: every shape in four colours, every colour four times (32 contents)."""
+    return [
+        Content(shape, COLOUR_NAMES[(i + 2 * j) % len(COLOUR_NAMES)])
+        for i, shape in enumerate(SHAPES)
+        for j in range(4)
+    ]
+
+
 def _draw_style(rng: np.random.Generator, family: str) -> Style:
     outline = str(rng.choice(["none", "none", *INK]))
     return Style(
