@@ -49,3 +49,15 @@ def randomize_(module: torch.nn.Module, std: float = 0.2, seed: int = 0) -> None
     with torch.no_grad():
         for p in module.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * std)
+
+
+@pytest.fixture
+def round1(tiny_base, reference_image, tmp_path):
+    """A round-1 adapter on the tiny base, trained for two steps."""
+    from styledrop.train import TrainConfig, train_adapter
+
+    config = TrainConfig(steps=2, batch_size=2, crops_per_image=1, checkpoint_every=1)
+    return train_adapter(
+        tiny_base, [reference_image], ["a house in test style"], tmp_path / "r1", "in test style", config=config,
+        progress=False, log=lambda _: None,
+    )  # fmt: skip

@@ -11,20 +11,12 @@ from styledrop.feedback.picks import read_picks, set_pick
 from styledrop.feedback.rounds import SelectConfig, read_prompt_file, refine, select, train_from_round
 from styledrop.pipeline import SampleConfig
 from styledrop.toyworld.build import ASSETS
-from styledrop.train import TrainConfig, train_adapter
+from styledrop.train import TrainConfig
 
 CONTENTS = ["a red star", "a blue circle"]
 SAMPLE = SampleConfig(steps=2, batch_size=2)
 TRAIN = TrainConfig(steps=2, batch_size=2, crops_per_image=1, checkpoint_every=1)
 SCORER = str(ASSETS / "clip")
-
-
-@pytest.fixture
-def round1(tiny_base, reference_image, tmp_path):
-    return train_adapter(
-        tiny_base, [reference_image], ["a house in test style"], tmp_path / "r1", "in test style", config=TRAIN,
-        progress=False, log=lambda _: None,
-    )  # fmt: skip
 
 
 def run(source, out, feedback="clip", **kw):

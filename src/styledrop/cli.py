@@ -226,13 +226,15 @@ def add_review(sub) -> None:
     p.add_argument("round", metavar="ROUND_DIR")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
+    add_training_args(p, round2=True)
     p.set_defaults(run=run_review)
 
 
 def run_review(args) -> None:
     from .webui.server import serve
 
-    serve(args.round, args.host, args.port)
+    adapter, config = training_configs(args)
+    serve(args.round, args.host, args.port, adapter_config=adapter, config=config)
 
 
 def build_parser() -> Parser:
