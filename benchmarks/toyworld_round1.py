@@ -17,11 +17,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import append_result  # noqa: E402
 
 from styledrop.adapters.config import AdapterConfig  # noqa: E402
-from styledrop.images import grid, save_png, to_pil  # noqa: E402
+from styledrop.images import save_png  # noqa: E402
 from styledrop.models.amused import load_base  # noqa: E402
 from styledrop.pipeline import SampleConfig  # noqa: E402
 from styledrop.toyworld.build import ASSETS  # noqa: E402
-from styledrop.toyworld.evaluate import evaluate_style, format_table, train_round1  # noqa: E402
+from styledrop.toyworld.evaluate import evaluate_style, format_table, side_by_side, train_round1  # noqa: E402
 from styledrop.toyworld.metrics import Ruler  # noqa: E402
 from styledrop.toyworld.world import EVAL_STYLES  # noqa: E402
 from styledrop.train import TrainConfig  # noqa: E402
@@ -50,12 +50,7 @@ def main() -> None:
         train_round1(base, name, AdapterConfig(rank=args.rank), train)
         report = evaluate_style(base, ruler, name, "train", sample, args.per_prompt)
         reports.append(report)
-        rows = []
-        for i, truth in enumerate(report.images["truth"]):
-            k = args.per_prompt
-            rows += [to_pil(truth)] + [to_pil(p) for p in report.images["base"][k * i : k * i + 2]]
-            rows += [to_pil(p) for p in report.images["adapter"][k * i : k * i + 2]]
-        save_png(grid(rows, columns=5), RESULTS / "toyworld_round1" / f"{name}.png")
+        save_png(side_by_side(report, args.per_prompt), RESULTS / "toyworld_round1" / f"{name}.png")
         record = {
             "style": name,
             "base": report.base,

@@ -53,7 +53,7 @@ def run_toy_demo(out_dir: str | Path, steps: int, seed: int, progress: bool) -> 
     """Round 1 on the bundled reference of a held-out style; grids and scores against ground truth."""
     from .models.amused import load_base
     from .toyworld.build import ASSETS
-    from .toyworld.evaluate import evaluate_style, format_table, reference_image, train_round1
+    from .toyworld.evaluate import evaluate_style, format_table, reference_image, side_by_side, train_round1
     from .toyworld.metrics import Ruler
 
     out_dir = Path(out_dir)
@@ -68,11 +68,7 @@ def run_toy_demo(out_dir: str | Path, steps: int, seed: int, progress: bool) -> 
         base, Ruler.load(ASSETS), TOY_STYLE, "train", SampleConfig(steps=12), per_prompt=2, seed=seed
     )
     # One row per content: the true render, two samples of the base with the descriptor, two with the adapter.
-    cells = []
-    for i, truth in enumerate(report.images["truth"]):
-        cells += [to_pil(truth)] + [to_pil(p) for p in report.images["base"][2 * i : 2 * i + 2]]
-        cells += [to_pil(p) for p in report.images["adapter"][2 * i : 2 * i + 2]]
-    save_png(grid(cells, columns=5), out_dir / "side_by_side.png")
+    save_png(side_by_side(report, per_prompt=2), out_dir / "side_by_side.png")
     return {
         "adapter": adapter_dir,
         "grid": out_dir / "side_by_side.png",

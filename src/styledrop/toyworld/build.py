@@ -34,11 +34,14 @@ class BuildConfig:
     seed: int = 0
     vq_images: int = 20_000
     vq_textures: int = 5_000
-    vq_steps: int = 5_000
+    vq_steps: int = 4_000
     vq_batch: int = 64
     vq_lr: float = 2e-3
     vq_restart_every: int = 100  # steps between restarts of unused codebook entries
-    codebook_size: int = 2048  # 4x4-pixel patterns in many colours and phases need many codes
+    codebook_size: int = 2048
+    # 2x2-pixel tokens (a 16x16 grid): 4x4-pixel tokens (measured: the v2 build) smear stripes, checkers,
+    # hatching and grain into flat colour, so neither the base nor an adapter could draw a pattern family.
+    vq_blocks: tuple[int, ...] = (32, 64)  # one downsampling per extra block
     pool: int = 60_000  # rendered scenes shared by the CLIP and U-ViT stages
     clip_steps: int = 2_000
     clip_batch: int = 256
@@ -54,10 +57,11 @@ class BuildConfig:
 def vq_model(config: BuildConfig):
     from diffusers import VQModel
 
+    blocks = tuple(config.vq_blocks)
     return VQModel(
-        block_out_channels=(32, 64, 64),  # 4x downsampling: 32x32 pixels <-> 8x8 tokens
-        down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=blocks,
+        down_block_types=("DownEncoderBlock2D",) * len(blocks),
+        up_block_types=("UpDecoderBlock2D",) * len(blocks),
         layers_per_block=2,
         latent_channels=32,
         vq_embed_dim=32,
@@ -316,7 +320,12 @@ def text_encoder_from_clip(clip):
 
 
 # -- stage: U-ViT ------------------------------------------------------------------------------------------------------
+def token_grid(config: BuildConfig) -> int:
+    return 32 // 2 ** (len(config.vq_blocks) - 1)
+
+
 def uvit_config(config: BuildConfig, text_dim: int) -> UViTConfig:
+    grid = token_grid(config)
     return UViTConfig(
         hidden_size=128,
         cond_embed_dim=text_dim,
@@ -332,7 +341,9 @@ def uvit_config(config: BuildConfig, text_dim: int) -> UViTConfig:
         num_hidden_layers=5,
         num_attention_heads=4,
         intermediate_size=384,
-        sample_size=8,
+        sample_size=grid,
+        downsample=grid > 8,  # the transformer layers always see 8x8 positions; a 16x16 grid is halved
+        upsample=grid > 8,
     )
 
 

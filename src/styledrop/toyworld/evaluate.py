@@ -142,6 +142,18 @@ def base_quality(base, ruler: Ruler, per_content: int = 2, sample: SampleConfig 
     )
 
 
+def side_by_side(report: StyleReport, per_prompt: int, shown: int = 2, rows: tuple[str, ...] = ("base", "adapter")):
+    """One row per content: the true render, then `shown` samples of each of `rows` (a grid image)."""
+    from ..images import grid, to_pil
+
+    cells = []
+    for i, truth in enumerate(report.images["truth"]):
+        cells.append(to_pil(truth))
+        for name in rows:
+            cells += [to_pil(p) for p in report.images[name][per_prompt * i : per_prompt * i + shown]]
+    return grid(cells, columns=1 + shown * len(rows))
+
+
 def format_table(reports: list[StyleReport]) -> str:
     """A plain-text table: one block per style, one row per metric."""
     lines = []
@@ -184,3 +196,27 @@ def evaluate_adapter(
             indent=2,
         )
     return format_table([report])
+
+
+def oracle_picks(ruler: Ruler, round_dir, keep: int = 1) -> list[str]:
+    """A stand-in for a person picking a round's images: per prompt, among the images whose shape and colour
+    are right, the `keep` whose style (oracle embedding) is closest to the reference."""
+    from ..adapters.io import load_references
+    from ..feedback.rounds import by_prompt, load_pool, manifest_jobs, read_manifest
+    from ..images import center_square
+
+    manifest = read_manifest(round_dir)
+    jobs = manifest_jobs(manifest)
+    pixels = load_pool(round_dir, jobs)
+    reference = center_square(load_references(manifest["source_adapter"])[0], pixels.shape[-1])
+    right = ruler.content_hits(pixels, [Content.parse(j.content) for j in jobs])["content"]
+    style = ruler.style_embeddings(pixels) @ ruler.style_embeddings(reference[None])[0]
+    records = [
+        {"file": j.file, "prompt": j.prompt, "right": r, "style": s}
+        for j, r, s in zip(jobs, right.tolist(), style.tolist(), strict=True)
+    ]
+    picks = []
+    for group in by_prompt(records).values():
+        good = sorted((r for r in group if r["right"]), key=lambda r: -r["style"])
+        picks += [r["file"] for r in good[:keep]]
+    return picks
