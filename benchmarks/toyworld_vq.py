@@ -31,6 +31,7 @@ def main() -> None:
     from diffusers import VQModel
 
     vq = VQModel.from_pretrained(ASSETS / "base" / "vqvae", use_safetensors=True).eval()
+    side = 2 ** (len(vq.config.block_out_channels) - 1)
     rows = {}
     for name, style in EVAL_STYLES.items():
         pixels = render_pixels([Scene(Content(s, c), style) for s in SHAPES for c in COLOUR_NAMES])
@@ -42,7 +43,7 @@ def main() -> None:
         print(f"{name:<24}{value:6.2f} dB")
     append_result(
         Path(__file__).parent / "results" / "toyworld_vq.jsonl",
-        {"psnr_db": rows, "vq": "v2 (2048 codes, 4x4-pixel tokens)"},
+        {"psnr_db": rows, "vq": f"{vq.config.num_vq_embeddings} codes, {side}x{side}-pixel tokens"},
     )
 
 

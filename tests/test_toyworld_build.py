@@ -31,3 +31,19 @@ def test_a_finished_stage_keeps_weights_only(tmp_path):
 
     keys = load_file(tmp_path / "vq" / "state.safetensors").keys()
     assert keys and all(k.startswith("vq.") for k in keys)
+
+
+def test_the_exported_base_loads_and_samples_at_32_pixels_from_a_16x16_token_grid(tmp_path):
+    """The shipped layout, with untrained weights: 2x2-pixel tokens, the U-ViT halving the grid inside."""
+    from styledrop.models.amused import load_base
+    from styledrop.models.uvit import UViT
+    from styledrop.pipeline import SampleConfig, sample_images
+    from styledrop.toyworld.build import clip_model, export_base, tokenizer, uvit_config
+
+    config = BuildConfig()
+    clip = clip_model(len(tokenizer(tmp_path)))
+    export_base(tmp_path, vq_model(config), clip, UViT(uvit_config(config, clip.config.projection_dim)), tmp_path)
+    base = load_base(str(tmp_path / "base"))
+    assert (base.config.token_grid, base.resolution) == (16, 32)
+    images = sample_images(base, None, ["a red star in striped style"], [0], SampleConfig(steps=2))
+    assert images.shape == (1, 3, 32, 32)
