@@ -28,9 +28,16 @@ def psnr(a, b) -> float:
 
 
 def main() -> None:
+    import argparse
+
     from diffusers import VQModel
 
-    vq = VQModel.from_pretrained(ASSETS / "base" / "vqvae", use_safetensors=True).eval()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--assets", type=Path, default=ASSETS, help="another build's assets folder, to compare")
+    parser.add_argument("--label", default="shipped", help="what the results are recorded as")
+    args = parser.parse_args()
+
+    vq = VQModel.from_pretrained(args.assets / "base" / "vqvae", use_safetensors=True).eval()
     side = 2 ** (len(vq.config.block_out_channels) - 1)
     rows = {}
     for name, style in EVAL_STYLES.items():
@@ -43,7 +50,11 @@ def main() -> None:
         print(f"{name:<24}{value:6.2f} dB")
     append_result(
         Path(__file__).parent / "results" / "toyworld_vq.jsonl",
-        {"psnr_db": rows, "vq": f"{vq.config.num_vq_embeddings} codes, {side}x{side}-pixel tokens"},
+        {
+            "assets": args.label,
+            "psnr_db": rows,
+            "vq": f"{vq.config.num_vq_embeddings} codes, {side}x{side}-pixel tokens",
+        },
     )
 
 
