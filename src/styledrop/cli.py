@@ -22,8 +22,8 @@ def add_training_args(p, round2: bool = False) -> None:
     from .feedback.rounds import ROUND2_ADAPTER
     from .train import TrainConfig as T
 
-    p.add_argument("--steps", type=int, default=T.steps)
-    p.add_argument("--lr", type=float, default=T.lr)
+    p.add_argument("--steps", type=int, default=T.steps, help="training steps")
+    p.add_argument("--lr", type=float, default=T.lr, help="learning rate (AdamW)")
     p.add_argument("--rank", type=int, default=ROUND2_ADAPTER.rank if round2 else AdapterConfig.rank)
     per_layer = round2 and not ROUND2_ADAPTER.shared
     if per_layer:
@@ -184,11 +184,16 @@ def add_refine(sub) -> None:
     p.add_argument("--out", required=True, metavar="ROUND_DIR", help="folder for the round")
     p.add_argument("--prompts", default=None, metavar="FILE", help="content prompts, one per line (default: built in)")
     p.add_argument("--per-prompt", type=int, default=8, help="pool images per prompt")
-    p.add_argument("--feedback", choices=("clip", "human", "random"), default="clip")
+    p.add_argument(
+        "--feedback",
+        choices=("clip", "human", "random"),
+        default="clip",
+        help="clip: best text score per prompt; human: picks from `styledrop review`; random: the control",
+    )
     p.add_argument("--keep", type=int, default=1, help="images kept per prompt (clip, random)")
     p.add_argument("--min-style", type=float, default=None, help="clip: drop images with a lower style score")
     p.add_argument("--scorer", default=None, help="CLIP hub id or folder (default: per base)")
-    p.add_argument("--pool-seed", type=int, default=0)
+    p.add_argument("--pool-seed", type=int, default=0, help="pool image i uses seed pool-seed + i")
     add_sampling_args(p, prefix="pool-")
     add_training_args(p, round2=True)
     p.add_argument("--device", default=None)
