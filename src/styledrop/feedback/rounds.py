@@ -38,6 +38,7 @@ FORMAT_VERSION = 1
 FEEDBACK = ("clip", "human", "random")
 ROUND2_ADAPTER = AdapterConfig(rank=32, shared=False)  # the paper's round 2: larger, per layer
 STYLE = "style"  # the name the source adapter is loaded under
+SCORE_CHUNK = 64
 
 
 @dataclass(frozen=True)
@@ -195,16 +196,18 @@ def score_pool(round_dir: Path, jobs: list[Job], scorer, references: list, score
         cached = read_json(path)
         if cached.get("scorer") == scorer_name and [r["file"] for r in cached["images"]] == [j.file for j in jobs]:
             return cached["images"]
-    pixels = load_pool(round_dir, jobs)
-    side = pixels.shape[-1]
-    reference = torch.stack([center_square(im, side) for im in references])
-    text = scorer.text_scores(pixels, [j.prompt for j in jobs])
-    style = scorer.style_scores(pixels, reference)
-    leaks = getattr(scorer, "leakage", None)
-    leak = leaks(pixels, [j.content for j in jobs], reference) if leaks else [None] * len(jobs)
+    text, style, leak = [], [], []
+    leakage = getattr(scorer, "leakage", None)
+    for i in range(0, len(jobs), SCORE_CHUNK):  # a real pool (thousands of 512px images) is never all in memory
+        chunk = jobs[i : i + SCORE_CHUNK]
+        pixels = load_pool(round_dir, chunk)
+        reference = torch.stack([center_square(im, pixels.shape[-1]) for im in references])
+        text += scorer.text_scores(pixels, [j.prompt for j in chunk]).tolist()
+        style += scorer.style_scores(pixels, reference).tolist()
+        leak += leakage(pixels, [j.content for j in chunk], reference) if leakage else [None] * len(chunk)
     records = [
         {**dataclasses.asdict(j), "text": round(t, 5), "style": round(s, 5), "leak": k}
-        for j, t, s, k in zip(jobs, text.tolist(), style.tolist(), leak, strict=True)
+        for j, t, s, k in zip(jobs, text, style, leak, strict=True)
     ]
     write_json(path, {"scorer": scorer_name, "images": records})
     return records
