@@ -2,13 +2,14 @@
 honour a named style family ("a red star in striped style")? Every shape x colour, read by the oracle. Writes
 grids (one row per shape, one column per colour) and appends to benchmarks/results/toyworld_base.jsonl.
 
-    .venv/bin/python benchmarks/toyworld_base.py [--base FOLDER] [--per-content N] [--decode-steps S]
+    .venv/bin/python benchmarks/toyworld_base.py [--base FOLDER | --checkpoint toyworld-build] [--per-content N]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -17,7 +18,7 @@ from common import append_result  # noqa: E402
 from styledrop.images import grid, save_png, to_pil  # noqa: E402
 from styledrop.models.amused import load_base  # noqa: E402
 from styledrop.pipeline import SampleConfig  # noqa: E402
-from styledrop.toyworld.build import ASSETS  # noqa: E402
+from styledrop.toyworld.build import ASSETS, export_checkpoint  # noqa: E402
 from styledrop.toyworld.evaluate import base_quality  # noqa: E402
 from styledrop.toyworld.metrics import Ruler  # noqa: E402
 from styledrop.toyworld.render import COLOUR_NAMES  # noqa: E402
@@ -28,19 +29,23 @@ RESULTS = Path(__file__).parent / "results"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default=None, help="aMUSEd-format folder (default: the built-in toy base)")
+    parser.add_argument("--checkpoint", default=None, metavar="WORK", help="measure an unfinished build's U-ViT")
     parser.add_argument("--per-content", type=int, default=4)
     parser.add_argument("--decode-steps", type=int, default=12)
     parser.add_argument("--guidance", type=float, default=5.0)
     args = parser.parse_args()
 
-    base, ruler = load_base(args.base, "cpu"), Ruler.load(ASSETS)
+    base_dir, step = args.base, None
+    if args.checkpoint:
+        base_dir, step = export_checkpoint(args.checkpoint, tempfile.mkdtemp())
+    base, ruler = load_base(base_dir, "cpu"), Ruler.load(ASSETS)
     quality = base_quality(base, ruler, args.per_content, SampleConfig(steps=args.decode_steps, guidance=args.guidance))
+    prefix = "toyworld_base" if step is None else f"toyworld_base_step{step}"
     for name, pixels in quality.images.items():
         first_of_each = pixels[:: args.per_content]
-        save_png(
-            grid([to_pil(p) for p in first_of_each], columns=len(COLOUR_NAMES)), RESULTS / f"toyworld_base_{name}.png"
-        )
-    record = {"plain": quality.plain, "family": quality.family, "passes": quality.passes(), "settings": vars(args)}
+        save_png(grid([to_pil(p) for p in first_of_each], columns=len(COLOUR_NAMES)), RESULTS / f"{prefix}_{name}.png")
+    record = {"plain": quality.plain, "family": quality.family, "passes": quality.passes(), "uvit_step": step}
+    record["settings"] = vars(args)
     append_result(RESULTS / "toyworld_base.jsonl", record)
     print({k: v for k, v in record.items() if k != "settings"})
 

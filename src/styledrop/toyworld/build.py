@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..checkpoint import is_complete, load_state, load_weights, read_meta, save_state, save_weights
+from ..errors import StyleDropError
 from ..fileio import replace_dir, write_json
 from ..images import array_to_tensor
 from ..models.clip import Preprocess
@@ -462,6 +463,22 @@ def export_base(work: Path, vq, clip, uvit, dest: Path = ASSETS) -> Path:
         write_model_index(tmp)
 
     return replace_dir(dest / "base", write)
+
+
+def export_checkpoint(work: str | Path, dest: str | Path, config: BuildConfig = BuildConfig()) -> tuple[Path, int]:
+    """The U-ViT as it stands in an unfinished build, exported beside finished VQ and CLIP stages (to watch
+    quality while it trains). Returns (base folder, step)."""
+    from safetensors.torch import load_file
+
+    from ..checkpoint import STATE, load_module_tensors
+
+    work = Path(work)
+    vq, clip = train_vq(work, config, 0, False), train_clip(work, config, 0, False)
+    if vq is None or clip is None or not is_complete(work / "uvit"):
+        raise StyleDropError(f"{work}: no U-ViT checkpoint beside finished VQ and CLIP stages")
+    uvit = UViT(uvit_config(config, clip.config.projection_dim))
+    load_module_tensors(load_file(work / "uvit" / STATE), {"uvit": uvit})
+    return export_base(work, vq, clip, uvit.eval(), Path(dest)), int(read_meta(work / "uvit")["step"])
 
 
 def build(work: str | Path, config: BuildConfig = BuildConfig(), budget_s: float = 3600, progress: bool = True) -> dict:
