@@ -108,9 +108,8 @@ def read_json(path: Path) -> dict:
         raise StyleDropError(f"{path}: unreadable ({e})") from None
 
 
-def open_round(round_dir: Path, source: Path, pool: PoolConfig, scorer_name: str) -> dict:
+def open_round(round_dir: Path, source: Path, card, pool: PoolConfig, scorer_name: str) -> dict:
     """Create the round's manifest, or check that the one there describes the same round (resume)."""
-    card = read_card(source)
     manifest = {
         "format_version": FORMAT_VERSION,
         "source_adapter": str(source.resolve()),
@@ -345,7 +344,7 @@ def refine(
     scorer = scorer or default_scorer_source(card.base.source)
     rank, world, barrier = distributed()
     if rank == 0:
-        open_round(round_dir, source, pool, scorer)
+        open_round(round_dir, source, card, pool, scorer)
     barrier()
     base = load_base(card.base.source, device or default_device())
     base.load_adapter(source, STYLE)
