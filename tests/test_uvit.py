@@ -68,3 +68,20 @@ def test_config_validation_and_bookkeeping_keys():
     assert config.mask_token_id == 39
     with pytest.raises(ValueError, match="vocab_size"):
         UViTConfig.from_dict(dict(SMALL, vocab_size=32))
+
+
+def test_position_embedding_tells_apart_positions_that_padding_cannot():
+    # An all-masked grid: without position embeddings, interior positions (beyond the reach of the convs'
+    # zero padding) get identical logits; with them, every position is its own.
+    masked = torch.full((1, 8, 8), 39)
+    _, text, pooled, micro = inputs(batch=1)
+    for position_embedding, distinct in ((False, False), (True, True)):
+        torch.manual_seed(0)
+        model = UViT(UViTConfig.from_dict(dict(SMALL, num_res_blocks=1, position_embedding=position_embedding)))
+        randomize_(model, std=0.1)
+        with torch.no_grad():
+            logits = model(masked, text, pooled, micro)[0]
+        centre = logits[:, 3:5, 3:5].flatten(1)
+        assert (centre.std(dim=1).max().item() > 1e-4) == distinct
+    assert "position_embedding" in dict(model.named_parameters())
+    assert not UViTConfig.from_dict(SMALL).position_embedding  # upstream configs lack the key

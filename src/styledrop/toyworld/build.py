@@ -47,7 +47,7 @@ class BuildConfig:
     clip_steps: int = 2_000
     clip_batch: int = 256
     clip_lr: float = 1e-3
-    uvit_steps: int = 12_000
+    uvit_steps: int = 6_000
     uvit_batch: int = 64
     uvit_lr: float = 1e-3
     plain_prompt_rate: float = 0.25  # prompts without the style descriptor, so "a red star" means something
@@ -345,6 +345,7 @@ def uvit_config(config: BuildConfig, text_dim: int) -> UViTConfig:
         sample_size=grid,
         downsample=grid > 8,  # the transformer layers always see 8x8 positions; a 16x16 grid is halved
         upsample=grid > 8,
+        position_embedding=True,
     )
 
 
