@@ -1,16 +1,26 @@
-"""The shipped toy base meets its bar: the asked shape and colour on plain prompts, the named family honoured."""
+"""The shipped toy base against its bar: the asked shape and colour on plain prompts, the named family honoured."""
+
+import functools
 
 import pytest
 
-from styledrop.models.amused import TOY_BASE, load_base
+from styledrop.models.amused import load_base
 from styledrop.pipeline import SampleConfig
 from styledrop.toyworld.build import ASSETS
 from styledrop.toyworld.evaluate import base_quality
 from styledrop.toyworld.metrics import Ruler
 
 
-@pytest.mark.skipif(not (TOY_BASE / "transformer").is_dir(), reason="issue 3: the toy base's U-ViT is still training")
-def test_shipped_base_draws_what_it_is_asked():
-    quality = base_quality(load_base(None), Ruler.load(ASSETS), per_content=1, sample=SampleConfig(steps=12))
-    assert quality.plain["content"] >= 0.9, quality.plain
-    assert quality.family["family"] >= 0.9, quality.family
+@functools.cache
+def quality():
+    return base_quality(load_base(None), Ruler.load(ASSETS), per_content=1, sample=SampleConfig(steps=12))
+
+
+def test_shipped_base_draws_the_asked_shape_and_colour():
+    assert quality().plain["content"] >= 0.9, quality().plain
+
+
+# Strict: once a rebuilt base honours the families, this xfail turns into a failure, and the mark must go.
+@pytest.mark.xfail(strict=True, reason="issue 3: the shipped U-ViT (step 5840) draws the named family ~27% of the time")
+def test_shipped_base_honours_the_named_family():
+    assert quality().family["family"] >= 0.9, quality().family
