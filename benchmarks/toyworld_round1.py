@@ -3,6 +3,8 @@ on content accuracy, text score, style score (oracle and CLIP), leakage, raw and
 (true renders). Writes a grid per style and appends the numbers to benchmarks/results/toyworld_round1.jsonl.
 
     .venv/bin/python benchmarks/toyworld_round1.py [--steps N --lr LR --rank R --style-scale LA --guidance LB]
+
+Defaults are the library's (TrainConfig, AdapterConfig, SampleConfig), which the sweep chose.
 """
 
 from __future__ import annotations
@@ -31,19 +33,22 @@ RESULTS = Path(__file__).parent / "results"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--rank", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--style-scale", type=float, default=1.0)
-    parser.add_argument("--guidance", type=float, default=5.0)
-    parser.add_argument("--decode-steps", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=TrainConfig.steps)
+    parser.add_argument("--lr", type=float, default=TrainConfig.lr)
+    parser.add_argument("--rank", type=int, default=AdapterConfig.rank)
+    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    parser.add_argument("--style-scale", type=float, default=SampleConfig.style_scale)
+    parser.add_argument("--guidance", type=float, default=SampleConfig.guidance)
+    parser.add_argument("--decode-steps", type=int, default=SampleConfig.steps)
+    parser.add_argument("--temperature", type=float, default=SampleConfig.temperature)
     parser.add_argument("--per-prompt", type=int, default=4)
     parser.add_argument("--styles", nargs="*", default=list(EVAL_STYLES))
     args = parser.parse_args()
 
     base, ruler = load_base(None, "cpu"), Ruler.load(ASSETS)
-    sample = SampleConfig(steps=args.decode_steps, style_scale=args.style_scale, guidance=args.guidance)
+    sample = SampleConfig(
+        steps=args.decode_steps, temperature=args.temperature, style_scale=args.style_scale, guidance=args.guidance
+    )
     train = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, checkpoint_every=10**6)
     reports = []
     for name in args.styles:

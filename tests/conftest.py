@@ -31,9 +31,22 @@ def tiny_base(tiny_base_dir):
 
 @pytest.fixture
 def reference_image():
-    from styledrop.demo import reference_image
+    return striped_circle(48)
 
-    return reference_image(48)
+
+def striped_circle(size: int):
+    """A red circle with diagonal white stripes on a blue background: a style reference for tiny bases."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (size, size), (40, 60, 160))
+    stripes = Image.new("RGB", (size, size), (220, 40, 40))
+    draw = ImageDraw.Draw(stripes)
+    for offset in range(-size, size, 8):
+        draw.line([(offset, 0), (offset + size, size)], fill=(250, 250, 250), width=3)
+    mask = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(mask).ellipse([size // 8, size // 8, size - size // 8, size - size // 8], fill=255)
+    image.paste(stripes, (0, 0), mask)
+    return image
 
 
 @pytest.fixture

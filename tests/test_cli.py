@@ -16,10 +16,10 @@ def styledrop(*args, cwd=None):
 @pytest.fixture(scope="module")
 def trained(tiny_base_dir, tmp_path_factory):
     """`styledrop train` from the command line, once for the module."""
-    from styledrop.demo import reference_image
+    from conftest import striped_circle
 
     root = tmp_path_factory.mktemp("cli")
-    reference_image(48).save(root / "ref.png")
+    striped_circle(48).save(root / "ref.png")
     result = styledrop(
         "train",
         root / "ref.png",

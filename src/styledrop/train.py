@@ -32,10 +32,10 @@ CHECKPOINTS = "checkpoints"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training settings. Defaults are provisional until the toy-world sweep measures them (see README)."""
+    """Training settings. steps and lr: the centre of the shapes-world sweep (benchmarks/toyworld_sweep.py)."""
 
-    steps: int = 1000
-    lr: float = 3e-4
+    steps: int = 300
+    lr: float = 1e-3
     batch_size: int = 8
     weight_decay: float = 0.0
     grad_clip: float = 1.0

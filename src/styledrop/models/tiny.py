@@ -1,5 +1,5 @@
-"""A tiny random aMUSEd-format base, built here in seconds: for tests, and for `styledrop demo` until the
-embedded toy base ships. Its images are noise; it exercises every code path of a real base."""
+"""A tiny random aMUSEd-format base, built here in seconds, for tests. Its images are noise; it exercises
+every code path of a real base."""
 
 from __future__ import annotations
 

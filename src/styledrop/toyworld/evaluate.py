@@ -160,9 +160,11 @@ def format_table(reports: list[StyleReport]) -> str:
     for r in reports:
         lines.append(f"{r.style}:")
         lines.append(f"  {'metric':<18}{'base+descriptor':>16}{'styledrop':>12}{'ceiling':>10}{'styledrop/ceil':>16}")
+        # Fractions only where the ceiling is a scale: the CLIP image-image score of true renders is near 0.
+        fractions = r.fraction_of_ceiling("adapter") if r.adapter else {}
         for m in METRICS:
             adapter = f"{r.adapter[m]:.3f}" if r.adapter else "-"
-            frac = f"{r.adapter[m] / r.ceiling[m]:.2f}" if r.adapter and r.ceiling[m] and m != "leakage" else "-"
+            frac = f"{fractions[m]:.2f}" if m in fractions else "-"
             lines.append(f"  {m:<18}{r.base[m]:>16.3f}{adapter:>12}{r.ceiling[m]:>10.3f}{frac:>16}")
     return "\n".join(lines)
 
