@@ -4,7 +4,7 @@ on content accuracy, text score, style score (oracle and CLIP), leakage, raw and
 
     .venv/bin/python benchmarks/toyworld_round1.py [--steps N --lr LR --rank R --style-scale LA --guidance LB]
 
-Defaults are the library's (TrainConfig, AdapterConfig, SampleConfig), which the sweep chose.
+Defaults are the library's (TrainConfig, AdapterConfig, SampleConfig), measured by benchmarks/toyworld_sweep.py.
 """
 
 from __future__ import annotations
