@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import append_result  # noqa: E402
@@ -21,11 +20,6 @@ from styledrop.toyworld.build import ASSETS, reconstruct  # noqa: E402
 from styledrop.toyworld.metrics import Ruler, render_pixels, style_separation  # noqa: E402
 from styledrop.toyworld.render import COLOUR_NAMES, FAMILIES, SHAPES, Content, Scene  # noqa: E402
 from styledrop.toyworld.world import EVAL_STYLES, sample_content, sample_style  # noqa: E402
-
-
-def family_accuracy(ruler: Ruler, pixels: torch.Tensor, scenes: list[Scene]) -> float:
-    truth = torch.tensor([FAMILIES.index(s.style.family) for s in scenes])
-    return (ruler.oracle.predict(pixels)["family"] == truth).float().mean().item()
 
 
 def main() -> None:
@@ -48,13 +42,13 @@ def main() -> None:
     for name, scenes in (("held_out", held_out), ("training", training)):
         true = render_pixels(scenes)
         recon = reconstruct(vq, true)
-        contents = [s.content for s in scenes]
+        contents, families = [s.content for s in scenes], [s.style.family for s in scenes]
         rows[name] = {
             "images": len(scenes),
             "content_true": ruler.content_accuracy(true, contents),
             "content_recon": ruler.content_accuracy(recon, contents),
-            "family_true": family_accuracy(ruler, true, scenes),
-            "family_recon": family_accuracy(ruler, recon, scenes),
+            "family_true": ruler.family_accuracy(true, families),
+            "family_recon": ruler.family_accuracy(recon, families),
         }
     styles = list(EVAL_STYLES.values()) + [sample_style(rng, held_out=True) for _ in range(10)]
     rows["style_auc_held_out"] = style_separation(ruler, styles, [sample_content(rng) for _ in range(8)])

@@ -195,12 +195,13 @@ def score_pool(round_dir: Path, jobs: list[Job], scorer, references: list, score
         cached = read_json(path)
         if cached.get("scorer") == scorer_name and [r["file"] for r in cached["images"]] == [j.file for j in jobs]:
             return cached["images"]
-    text, style, leak = [], [], []
+    text, style, leak, reference = [], [], [], None
     leakage = getattr(scorer, "leakage", None)
     for i in range(0, len(jobs), SCORE_CHUNK):  # a real pool (thousands of 512px images) is never all in memory
         chunk = jobs[i : i + SCORE_CHUNK]
         pixels = load_pool(round_dir, chunk)
-        reference = torch.stack([center_square(im, pixels.shape[-1]) for im in references])
+        if reference is None:  # cropped to the pool's side, which every chunk shares
+            reference = torch.stack([center_square(im, pixels.shape[-1]) for im in references])
         text += scorer.text_scores(pixels, [j.prompt for j in chunk]).tolist()
         style += scorer.style_scores(pixels, reference).tolist()
         leak += leakage(pixels, [j.content for j in chunk], reference) if leakage else [None] * len(chunk)

@@ -134,10 +134,9 @@ def base_quality(base, ruler: Ruler, per_content: int = 2, sample: SampleConfig 
     styled_prompts = [full_prompt(c.prompt(), family_descriptor(f)) for c, f in zip(contents, families, strict=True)]
     styled = sample_images(base, None, styled_prompts, seeds, sample)
     hits = ruler.content_hits(plain, contents)
-    read = ruler.oracle.predict(styled)["family"] == torch.tensor([FAMILIES.index(f) for f in families])
     return BaseQuality(
         plain={k: hits[k].float().mean().item() for k in ("shape", "colour", "content")},
-        family={"family": read.float().mean().item(), "content": ruler.content_accuracy(styled, contents)},
+        family={"family": ruler.family_accuracy(styled, families), "content": ruler.content_accuracy(styled, contents)},
         images={"plain": plain, "family": styled},
     )
 

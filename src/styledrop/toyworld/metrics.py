@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ..feedback.scoring import CLIPScorer
 from ..images import array_to_tensor
 from .oracle import Oracle, load_oracle
-from .render import COLOUR_NAMES, SHAPES, Content, Scene, Style
+from .render import COLOUR_NAMES, FAMILIES, SHAPES, Content, Scene, Style
 from .world import render_all
 
 
@@ -45,6 +45,11 @@ class Ruler:
 
     def content_accuracy(self, pixels: torch.Tensor, contents: list[Content]) -> float:
         return self.content_hits(pixels, contents)["content"].float().mean().item()
+
+    def family_accuracy(self, pixels: torch.Tensor, families: list[str]) -> float:
+        """The fraction of images whose pattern family the oracle reads as the one given."""
+        truth = torch.tensor([FAMILIES.index(f) for f in families])
+        return (self.oracle.predict(pixels)["family"] == truth).float().mean().item()
 
     def leak_flags(self, pixels: torch.Tensor, asked: list[Content], reference: Content) -> list[bool | None]:
         """Per output: does it show the reference's shape (when another was asked) or colour (likewise)?
