@@ -47,11 +47,13 @@ def test_train_then_generate_end_to_end(trained):
     assert card["style"] == "in striped style" and card["prompts"] == ["a circle in striped style"]
     assert card["training"]["steps"] == 4 and card["adapter"]["rank"] == 4
 
-    result = styledrop("generate", adapter, "a cat", "a dog", "--out", out, "--n", 2, "--steps", 4, "--seed", 10)
+    result = styledrop(
+        "generate", "--style", adapter, "a cat", "a dog", "--out", out, "--n", 2, "--steps", 4, "--seed", 10
+    )
     assert result.returncode == 0, result.stderr
     sidecar = json.loads((out / "images.json").read_text())
     assert [r["seed"] for r in sidecar["images"]] == [10, 11, 12, 13]
-    assert sidecar["images"][2]["prompt"] == "a dog in striped style"
+    assert sidecar["images"][2]["prompts"] == {"style0": "a dog in striped style"}
     assert sidecar["sampling"]["steps"] == 4 and sidecar["base"]["fingerprint"]
     for record in sidecar["images"]:
         assert Image.open(out / record["file"]).size == (32, 32)
@@ -62,7 +64,18 @@ def test_train_then_generate_end_to_end(trained):
     again = trained / "again"
     record = sidecar["images"][2]
     result = styledrop(
-        "generate", adapter, record["content"], "--out", again, "--n", 1, "--steps", 4, "--seed", record["seed"]
+        "generate",
+        "--style",
+        adapter,
+        record["content"],
+        "--out",
+        again,
+        "--n",
+        1,
+        "--steps",
+        4,
+        "--seed",
+        record["seed"],
     )
     assert result.returncode == 0, result.stderr
     (alone,) = json.loads((again / "images.json").read_text())["images"]
@@ -70,7 +83,7 @@ def test_train_then_generate_end_to_end(trained):
 
 
 def test_errors_have_no_traceback_from_the_command_line(tmp_path):
-    result = styledrop("generate", tmp_path / "missing-adapter", "a cat", "--out", tmp_path / "out")
+    result = styledrop("generate", "--style", tmp_path / "missing-adapter", "a cat", "--out", tmp_path / "out")
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert result.stderr.startswith("styledrop: error:")
@@ -127,11 +140,15 @@ def test_bad_train_input_gives_one_line_and_writes_nothing(case, tiny_base_dir, 
 
 GENERATE_CASES = {
     "empty prompt": (["a cat", " "], [], "prompt 2: empty"),
-    "style scale out of range": (["a cat"], ["--style-scale", "-1"], "--style-scale: out of range"),
+    "style scale out of range": (["a cat"], ["--style-scale", "-2"], "--style-scale: out of range"),
     "guidance out of range": (["a cat"], ["--guidance", "1000"], "--guidance: out of range"),
     "decoding steps out of range": (["a cat"], ["--steps", "0"], "--steps: out of range"),
     "images per prompt out of range": (["a cat"], ["--n", "0"], "--n: out of range"),
     "unknown base": (["a cat"], ["--base", "/nonexistent/base"], "not a model folder"),
+    "unknown sweep": (["a cat"], ["--sweep", "colour=0:1:3"], "--sweep 'colour=0:1:3': expected NAME="),
+    "blend sweep of one style": (["a cat"], ["--sweep", "blend=0:1:3"], "--sweep blend: needs exactly two --style"),
+    "subject weight without subject": (["a cat"], ["--subject-weight", "0.5"], "--subject-weight: needs --subject"),
+    "negative blend weight": (["a cat"], ["--style", "ADAPTER:-1"], "--style: blend weights must be >= 0"),
 }
 
 
@@ -139,14 +156,17 @@ GENERATE_CASES = {
 def test_bad_generate_input_gives_one_line_and_writes_nothing(case, trained, tmp_path, capsys):
     prompts, extra, expected = GENERATE_CASES[case]
     out = tmp_path / "out"
-    args = ["generate", trained / "adapter", *prompts, "--out", out, "--steps", "2", *extra]
+    extra = [str(trained / "adapter") + x[len("ADAPTER") :] if x.startswith("ADAPTER") else x for x in extra]
+    args = ["generate", "--style", trained / "adapter", *prompts, "--out", out, "--steps", "2", *extra]
     assert_one_line_error(*run_main(capsys, args), expected)
     assert not out.exists()
 
 
 def test_adapter_on_another_base_gives_one_line_naming_both(trained, other_base_dir, tmp_path, capsys):
     out = tmp_path / "out"
-    code, err = run_main(capsys, ["generate", trained / "adapter", "a cat", "--out", out, "--base", other_base_dir])
+    code, err = run_main(
+        capsys, ["generate", "--style", trained / "adapter", "a cat", "--out", out, "--base", other_base_dir]
+    )
     assert_one_line_error(code, err, "trained on base")
     assert str(other_base_dir.resolve()) in err and "tiny-base" in err
     assert not out.exists()
@@ -164,3 +184,41 @@ def test_missing_toy_base_is_one_clear_error(monkeypatch, tmp_path, reference_pn
     monkeypatch.setattr(amused, "TOY_BASE", tmp_path / "not-built")
     args = ["train", reference_png, "--content", "a circle", "--style", "in striped style", "--out", tmp_path / "a"]
     assert_one_line_error(*run_main(capsys, args), "no --base given, and the built-in toy base is not built yet")
+
+
+def test_my_subject_in_my_style_with_a_subject_weight_sweep(trained, tiny_base_dir, tmp_path):
+    from conftest import striped_circle
+
+    views = []
+    for i, size in enumerate((40, 44, 48)):
+        views.append(tmp_path / f"teapot{i}.png")
+        striped_circle(size).save(views[-1])
+    subject = tmp_path / "subject"
+    args = ["--class-noun", "teapot", "--base", tiny_base_dir, "--out", subject, "--steps", 2, "--batch-size", 2]
+    result = styledrop("train-subject", *views, *args)
+    assert result.returncode == 0, result.stderr
+    card = json.loads((subject / "adapter_config.json").read_text())
+    assert card["kind"] == "subject" and card["prompts"] == ["a [V] teapot"] * 3 and card["style"] == ""
+
+    out = tmp_path / "mixed"
+    result = styledrop(
+        "generate", "a [V] teapot", "--style", trained / "adapter", "--subject", subject,
+        "--sweep", "subject-weight=0:1:3", "--n", 1, "--steps", 2, "--out", out,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    sidecar = json.loads((out / "images.json").read_text())
+    assert [a["kind"] for a in sidecar["adapters"]] == ["style", "subject"]
+    assert [r["subject-weight"] for r in sidecar["images"]] == [0.0, 0.5, 1.0]
+    # The subject branch is prompted without the style descriptor (c_t), the style branch with it (t).
+    assert sidecar["images"][0]["prompts"] == {"style0": "a [V] teapot in striped style", "content": "a [V] teapot"}
+
+
+def test_stylize_from_the_command_line(trained, tmp_path):
+    from conftest import striped_circle
+
+    striped_circle(40).save(tmp_path / "photo.png")
+    out = tmp_path / "stylized"
+    args = ["--strength", 0.6, "--n", 2, "--steps", 2, "--out", out]
+    result = styledrop("stylize", trained / "adapter", tmp_path / "photo.png", "a house", *args)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.glob("*.png")) == ["a-house-00.png", "a-house-01.png", "grid.png"]

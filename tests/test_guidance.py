@@ -49,3 +49,44 @@ def test_text_guidance_is_cfg():
 def test_merge_sums_same_branches_and_drops_zeros():
     merged = merge([Term(2.0, "text", "s"), Term(1.0, "text", None), Term(-1.0, "text", None), Term(0.5, "text", "s")])
     assert merged == [Term(2.5, "text", "s")]
+
+
+def test_style_plus_subject_in_one_batch_equals_equations_5_and_6_branch_by_branch(tiny_base):
+    """l = (1 - g) l_s(t) + g l_c(c_t), each l the StyleDrop formula (paper equations 4-6)."""
+    from styledrop.guidance import Component, mixture_guidance
+
+    perturb_(tiny_base.new_adapter("style", AdapterConfig(rank=4)), seed=1)
+    perturb_(tiny_base.new_adapter("subject", AdapterConfig(rank=2)), seed=2)
+    conds = {
+        "full": tiny_base.condition(["a [V] square in striped style"] * 2),
+        "content": tiny_base.condition(["a [V] square"] * 2),
+        "negative": tiny_base.condition(["", ""]),
+    }
+    tokens = torch.randint(0, tiny_base.mask_id + 1, (2, 8, 8), generator=torch.Generator().manual_seed(0))
+    la, lb, g = 1.0, 5.0, 0.6
+    with torch.no_grad():
+
+        def formula(adapter, prompt):
+            adapted = tiny_base.logits(tokens, conds[prompt], adapter)
+            plain = tiny_base.logits(tokens, conds[prompt], None)
+            negative = tiny_base.logits(tokens, conds["negative"], None)
+            return adapted + la * (adapted - plain) + lb * (plain - negative)
+
+        expected = (1 - g) * formula("style", "full") + g * formula("subject", "content")
+        calls = []
+
+        def counting(tokens, cond, route):
+            calls.append(len(route))
+            return tiny_base.logits(tokens, cond, route)
+
+        terms = mixture_guidance([Component(1 - g, "style", "full"), Component(g, "subject", "content")], la, lb)
+        got = guided_logits(counting, terms, conds, tokens)
+    assert calls == [10]  # one forward pass: five distinct branches (the negative shared) of two rows
+    assert not torch.allclose(formula("style", "full"), formula("subject", "content"))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_a_plain_component_is_text_guidance():
+    from styledrop.guidance import Component, mixture_guidance
+
+    assert mixture_guidance([Component(1.0, None, "text")], 1.5, 5.0) == text_guidance(5.0)

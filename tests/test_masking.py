@@ -1,6 +1,6 @@
 import torch
 
-from styledrop.masking import apply_mask, random_mask
+from styledrop.masking import apply_mask, edit_mask, random_mask
 from styledrop.schedule import training_mask_counts
 
 
@@ -20,3 +20,11 @@ def test_apply_mask():
     tokens = torch.arange(6).view(1, 6)
     mask = torch.tensor([[True, False, True, False, False, False]])
     assert apply_mask(tokens, mask, 99).tolist() == [[99, 1, 99, 3, 4, 5]]
+
+
+def test_edit_mask_redraws_the_asked_fraction_per_row_from_its_seed():
+    gens = lambda *seeds: [torch.Generator().manual_seed(s) for s in seeds]  # noqa: E731
+    mask = edit_mask(3, 64, 0.25, gens(0, 1, 0))
+    assert mask.sum(1).tolist() == [16, 16, 16]
+    assert torch.equal(mask[0], mask[2]) and not torch.equal(mask[0], mask[1])
+    assert not edit_mask(1, 64, 0.0, gens(0)).any() and edit_mask(1, 64, 1.0, gens(0)).all()

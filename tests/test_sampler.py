@@ -50,6 +50,23 @@ def test_known_tokens_are_kept():
     assert out[0, :5].tolist() == [3, 1, 4, 1, 5]
 
 
+def test_editing_spreads_the_schedule_over_the_masked_part_of_each_row():
+    """Rows with 12 and 0 masked tokens (an edit at two strengths): the cosine schedule runs over each row's
+    own masked count, and a fully known row is left alone."""
+    tokens = torch.arange(2 * N).remainder(VOCAB).view(2, N)
+    tokens[0, ::2] = MASK
+    masked_counts = []
+
+    def recording(t):
+        masked_counts.append((t == MASK).sum(1).tolist())
+        return toy_logits(t)
+
+    out = run([0, 1], steps=4, tokens=tokens.clone(), fn=recording)
+    assert masked_counts == [[12, 0], [11, 0], [8, 0], [4, 0]]
+    assert torch.equal(out[1], tokens[1]) and torch.equal(out[0, 1::2], tokens[0, 1::2])
+    assert (out[0] != MASK).all()
+
+
 def test_gumbel_noise_is_finite_and_gumbel_distributed():
     from styledrop.sampler import gumbel
 

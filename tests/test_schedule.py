@@ -18,4 +18,9 @@ def test_training_counts_are_between_one_and_all():
 
 
 def test_sampling_leaves_nothing_masked_after_the_last_step():
-    assert [masked_after_step(s, 4, 64) for s in range(4)] == [59, 45, 24, 0]
+    assert [masked_after_step(s, 4, torch.tensor([64, 10])).tolist() for s in range(4)] == [
+        [59, 9],
+        [45, 7],
+        [24, 3],
+        [0, 0],
+    ]

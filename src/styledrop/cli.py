@@ -16,16 +16,15 @@ class Parser(argparse.ArgumentParser):
         raise StyleDropError(f"{self.prog}: {message}")
 
 
-def add_training_args(p, round2: bool = False) -> None:
-    """Adapter shape and training settings; round 2 defaults to the paper's larger per-layer adapter."""
-    from .adapters.config import AdapterConfig
-    from .feedback.rounds import ROUND2_ADAPTER
+def add_training_args(p, large: bool = False) -> None:
+    """Adapter shape and training settings; round 2 and subjects default to the larger per-layer adapter."""
+    from .adapters.config import LARGE_ADAPTER, AdapterConfig
     from .train import TrainConfig as T
 
     p.add_argument("--steps", type=int, default=T.steps, help="training steps")
     p.add_argument("--lr", type=float, default=T.lr, help="learning rate (AdamW)")
-    p.add_argument("--rank", type=int, default=ROUND2_ADAPTER.rank if round2 else AdapterConfig.rank)
-    per_layer = round2 and not ROUND2_ADAPTER.shared
+    p.add_argument("--rank", type=int, default=LARGE_ADAPTER.rank if large else AdapterConfig.rank)
+    per_layer = large and not LARGE_ADAPTER.shared
     if per_layer:
         p.add_argument("--shared", dest="per_layer", action="store_false", help="one adapter shared by all layers")
     else:
@@ -56,7 +55,12 @@ def add_sampling_args(p, prefix: str = "", steps: int | None = None) -> None:
     """lA, lB, decoding steps, temperature, negative prompt and batch size, with SampleConfig's defaults."""
     from .pipeline import SampleConfig as S
 
-    p.add_argument(f"--{prefix}style-scale", type=float, default=S.style_scale, help="lA, style strength")
+    p.add_argument(
+        f"--{prefix}style-scale",
+        type=float,
+        default=S.style_scale,
+        help="lA, style strength: 0 = the adapter as trained, -1 = no style, above 0 = stronger",
+    )
     p.add_argument(f"--{prefix}guidance", type=float, default=S.guidance, help="lB, text guidance")
     p.add_argument(f"--{prefix}steps", type=int, default=steps or S.steps, help="decoding steps")
     p.add_argument(f"--{prefix}temperature", type=float, default=S.temperature)
@@ -101,28 +105,113 @@ def run_train(args) -> None:
     print(f"adapter saved to {out}")
 
 
+def weighted_folder(text: str) -> tuple[str, float]:
+    """'DIR' or 'DIR:WEIGHT' (the weight only when what follows the last colon is a number)."""
+    folder, _, weight = text.rpartition(":")
+    try:
+        return (folder, float(weight)) if folder else (text, 1.0)
+    except ValueError:
+        return text, 1.0
+
+
 def add_generate(sub) -> None:
-    p = sub.add_parser("generate", help="generate images in an adapter's style")
-    p.add_argument("adapter", metavar="ADAPTER_DIR")
+    p = sub.add_parser("generate", help="generate images in one or several styles, optionally of your subject")
     p.add_argument(
-        "prompts", nargs="+", metavar="PROMPT", help='content prompts, e.g. "a cat" (the style descriptor is added)'
+        "prompts", nargs="+", metavar="PROMPT", help='content prompts, e.g. "a cat" (each style adds its descriptor)'
+    )
+    p.add_argument(
+        "--style",
+        action="append",
+        default=[],
+        type=weighted_folder,
+        metavar="DIR[:WEIGHT]",
+        help="a style adapter; repeat to blend styles, e.g. --style a:0.7 --style b:0.3",
+    )
+    p.add_argument("--subject", default=None, metavar="DIR", help="a subject adapter (styledrop train-subject)")
+    p.add_argument("--subject-weight", type=float, default=None, help="g in l = (1-g) l_style + g l_subject (0.6)")
+    p.add_argument(
+        "--sweep",
+        default=None,
+        metavar="NAME=START:STOP:COUNT",
+        help="one grid column per value of style-scale, guidance, subject-weight or blend (first style's weight)",
     )
     p.add_argument("--out", required=True, help="folder for the PNGs, grid.png and images.json")
     p.add_argument("--n", type=int, default=4, help="images per prompt")
     p.add_argument("--seed", type=int, default=0)
     add_sampling_args(p)
-    p.add_argument("--base", default=None, help="override the base recorded in the adapter")
+    p.add_argument("--base", default=None, help="override the base recorded in the adapters")
     p.add_argument("--device", default=None)
     p.set_defaults(run=run_generate)
 
 
 def run_generate(args) -> None:
-    from .pipeline import generate
+    from .pipeline import Recipe, Sweep, generate
 
+    if args.subject_weight is not None and args.subject is None:
+        raise StyleDropError("--subject-weight: needs --subject")
+    weight = {} if args.subject_weight is None else {"subject_weight": args.subject_weight}
+    recipe = Recipe(styles=tuple(args.style), subject=args.subject, **weight)
+    sweep = Sweep.parse(args.sweep) if args.sweep else None
     paths = generate(
-        args.adapter, args.prompts, args.out, args.n, args.seed, sample_config(args), args.base, args.device
+        recipe, args.prompts, args.out, args.n, args.seed, sample_config(args), sweep, args.base, args.device
     )
     print(f"wrote {len(paths)} images, grid.png and images.json to {args.out}")
+
+
+def add_train_subject(sub) -> None:
+    p = sub.add_parser("train-subject", help="train a subject adapter on 3-6 images of one object (DreamBooth-style)")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--token", default="[V]", help="the rare word that names your subject")
+    p.add_argument("--class-noun", required=True, help='what the subject is, e.g. "teapot": prompts are "a [V] teapot"')
+    p.add_argument("--base", default=None, help="hub id or folder of an aMUSEd-format model (default: the toy base)")
+    p.add_argument("--out", required=True, help="adapter folder to write")
+    add_training_args(p, large=True)
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--device", default=None)
+    p.set_defaults(run=run_train_subject)
+
+
+def run_train_subject(args) -> None:
+    from .pipeline import train_subject
+
+    adapter, config = training_configs(args)
+    out = train_subject(
+        args.images, args.token, args.class_noun, args.base, args.out, adapter, config, args.resume, args.device
+    )
+    print(f"subject adapter saved to {out}")
+
+
+def add_stylize(sub) -> None:
+    p = sub.add_parser("stylize", help="redraw an existing image in an adapter's style (MaskGIT editing)")
+    p.add_argument("adapter", metavar="ADAPTER_DIR")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("prompt", metavar="PROMPT", help='what the image shows, e.g. "a house"')
+    p.add_argument("--strength", type=float, default=0.6, help="fraction redrawn: 0 keeps the image, 1 ignores it")
+    p.add_argument("--out", default="stylized", help="folder for the PNGs, grid.png and images.json")
+    p.add_argument("--n", type=int, default=4, help="versions to make")
+    p.add_argument("--seed", type=int, default=0)
+    add_sampling_args(p)
+    p.add_argument("--base", default=None, help="override the base recorded in the adapter")
+    p.add_argument("--device", default=None)
+    p.set_defaults(run=run_stylize)
+
+
+def run_stylize(args) -> None:
+    from .pipeline import stylize
+
+    paths = stylize(
+        args.adapter,
+        args.image,
+        args.prompt,
+        args.out,
+        args.strength,
+        args.n,
+        args.seed,
+        sample_config(args),
+        args.base,
+        args.device,
+    )
+    print(f"wrote {len(paths)} images, grid.png (input's reconstruction first) and images.json to {args.out}")
 
 
 def add_demo(sub) -> None:
@@ -195,7 +284,7 @@ def add_refine(sub) -> None:
     p.add_argument("--scorer", default=None, help="CLIP hub id or folder (default: per base)")
     p.add_argument("--pool-seed", type=int, default=0, help="pool image i uses seed pool-seed + i")
     add_sampling_args(p, prefix="pool-")
-    add_training_args(p, round2=True)
+    add_training_args(p, large=True)
     p.add_argument("--device", default=None)
     p.set_defaults(run=run_refine)
 
@@ -231,7 +320,7 @@ def add_review(sub) -> None:
     p.add_argument("round", metavar="ROUND_DIR")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
-    add_training_args(p, round2=True)
+    add_training_args(p, large=True)
     p.set_defaults(run=run_review)
 
 
@@ -246,7 +335,9 @@ def build_parser() -> Parser:
     parser = Parser(prog="styledrop", description="StyleDrop: learn a style from one image, generate in it.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     add_train(sub)
+    add_train_subject(sub)
     add_generate(sub)
+    add_stylize(sub)
     add_demo(sub)
     add_build_toy_base(sub)
     add_evaluate(sub)

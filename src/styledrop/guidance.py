@@ -6,7 +6,12 @@ and n the negative prompt (paper, equations 1 and 4):
   text guidance (CFG):  G(t) + lB (G(t) - G(n))                      = (1+lB) G(t) - lB G(n)
   StyleDrop:            Gs(t) + lA (Gs(t) - G(t)) + lB (G(t) - G(n)) = (1+lA) Gs(t) + (lB-lA) G(t) - lB G(n)
 
-Terms with the same (prompt, adapter) are merged and zero weights dropped, so lA = lB = 0 costs one branch.
+A mixture (equations 5-6, and style blending) is a weighted sum of StyleDrop formulas, each with its own
+adapter and prompt: with the style s on the full prompt t and the subject c on the prompt c_t without the
+style descriptor, `l = (1 - g) l_s(t) + g l_c(c_t)`; blending styles A and B is `w l_A(t_A) + (1 - w) l_B(t_B)`.
+
+Terms with the same (prompt, adapter) are merged and zero weights dropped, so lA = lB = 0 costs one branch,
+and the negative prompt's branch is evaluated once however many components share it.
 """
 
 from __future__ import annotations
@@ -33,14 +38,34 @@ def text_guidance(scale: float) -> list[Term]:
     return merge([Term(1 + scale, "text", None), Term(-scale, "negative", None)])
 
 
-def styledrop_guidance(adapter: str, style_scale: float, text_scale: float) -> list[Term]:
+def styledrop_guidance(adapter: str | None, style_scale: float, text_scale: float, prompt: str = "text") -> list[Term]:
+    """Equation 4 around `adapter` on `prompt`; with adapter None it reduces to text guidance."""
     return merge(
         [
-            Term(1 + style_scale, "text", adapter),
-            Term(text_scale - style_scale, "text", None),
+            Term(1 + style_scale, prompt, adapter),
+            Term(text_scale - style_scale, prompt, None),
             Term(-text_scale, "negative", None),
         ]
     )
+
+
+@dataclass(frozen=True)
+class Component:
+    """One StyleDrop-guided part of a mixture: `weight` x equation 4 around `adapter` on `prompt`."""
+
+    weight: float
+    adapter: str | None
+    prompt: str  # a key into the conditionings
+
+
+def mixture_guidance(components: list[Component], style_scale: float, text_scale: float) -> list[Term]:
+    """Equation 6 generalised: sum_k w_k l_k, each l_k equation 4 with its own adapter and prompt."""
+    terms = [
+        Term(c.weight * t.weight, t.prompt, t.adapter)
+        for c in components
+        for t in styledrop_guidance(c.adapter, style_scale, text_scale, c.prompt)
+    ]
+    return merge(terms)
 
 
 def merge(terms: list[Term]) -> list[Term]:
@@ -48,7 +73,7 @@ def merge(terms: list[Term]) -> list[Term]:
     total: dict[tuple[str, str | None], float] = {}
     for t in terms:
         total[(t.prompt, t.adapter)] = total.get((t.prompt, t.adapter), 0.0) + t.weight
-    return [Term(w, p, a) for (p, a), w in total.items() if w != 0.0]
+    return [Term(w, p, a) for (p, a), w in total.items() if abs(w) > 1e-12]
 
 
 def guided_logits(

@@ -96,3 +96,22 @@ def grid(images: list[Image.Image], columns: int | None = None, pad: int = 2) ->
         r, c = divmod(i, columns)
         sheet.paste(im, (pad + c * (w + pad), pad + r * (h + pad)))
     return sheet
+
+
+def labelled_grid(images: list[Image.Image], labels: list[str], min_cell: int = 96, pad: int = 2) -> Image.Image:
+    """A grid with one column per label and the label above each column; small images are enlarged (nearest
+    neighbour, so pixels stay pixels) to `min_cell` so that the labels fit."""
+    from PIL import ImageDraw
+
+    columns = len(labels)
+    scale = max(1, math.ceil(min_cell / images[0].width))
+    cells = [im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST) for im in images]
+    body = grid(cells, columns=columns, pad=pad)
+    header = 14
+    sheet = Image.new("RGB", (body.width, body.height + header), (255, 255, 255))
+    sheet.paste(body, (0, header))
+    draw = ImageDraw.Draw(sheet)
+    w = cells[0].width
+    for c, label in enumerate(labels):
+        draw.text((pad + c * (w + pad) + 2, 2), label, fill=(0, 0, 0))
+    return sheet

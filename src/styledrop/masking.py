@@ -1,4 +1,4 @@
-"""Random masking of image tokens for the masked-token training objective."""
+"""Random masking of image tokens: for the masked-token training objective, and for editing an image."""
 
 from __future__ import annotations
 
@@ -23,3 +23,14 @@ def random_mask(tokens: torch.Tensor, generator: torch.Generator) -> torch.Tenso
 
 def apply_mask(tokens: torch.Tensor, mask: torch.Tensor, mask_id: int) -> torch.Tensor:
     return torch.where(mask, torch.full_like(tokens, mask_id), tokens)
+
+
+def edit_mask(batch: int, seq_len: int, fraction: float, generators) -> torch.Tensor:
+    """(B, N) mask of round(fraction * N) random positions per row (row b drawn from generators[b]): the part
+    of an image that MaskGIT editing re-draws."""
+    count = round(fraction * seq_len)
+    rows = [torch.randperm(seq_len, generator=g, device=g.device)[:count].cpu() for g in generators]
+    mask = torch.zeros(batch, seq_len, dtype=torch.bool)
+    for b, positions in enumerate(rows):
+        mask[b, positions] = True
+    return mask

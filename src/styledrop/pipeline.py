@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,12 +12,13 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .adapters.config import AdapterConfig
+from .adapters.config import LARGE_ADAPTER, AdapterCard, AdapterConfig
 from .adapters.io import read_card
 from .errors import StyleDropError, check_ranges
 from .fileio import write_json
-from .guidance import guided_logits, styledrop_guidance, text_guidance
-from .images import grid, load_image, save_png, to_pil
+from .guidance import Component, Term, guided_logits, mixture_guidance
+from .images import center_square, grid, labelled_grid, load_image, save_png, to_pil
+from .masking import edit_mask
 from .models.amused import AmusedBase, load_base
 from .sampler import decode
 from .train import TrainConfig, train_adapter
@@ -28,7 +30,7 @@ class SampleConfig:
 
     steps: int = 36
     temperature: float = 4.5
-    style_scale: float = 1.0  # lA: style strength
+    style_scale: float = 1.0  # lA: style strength; 0 = the adapter as trained, -1 = the base alone
     guidance: float = 5.0  # lB: text guidance
     negative: str = ""
     batch_size: int = 8
@@ -39,7 +41,7 @@ class SampleConfig:
             {
                 "steps": 1 <= self.steps <= 1000,
                 "temperature": 0 <= self.temperature <= 100,
-                "style_scale": 0 <= self.style_scale <= 50,
+                "style_scale": -1 <= self.style_scale <= 50,
                 "guidance": 0 <= self.guidance <= 50,
                 "batch_size": 1 <= self.batch_size <= 1024,
             },
@@ -91,24 +93,96 @@ def train_from_files(
     return train_adapter(model, loaded, prompts, out_dir, style.strip(), adapter_config, config, resume, progress)
 
 
+def train_subject(
+    images: list[str | Path],
+    token: str,
+    class_noun: str,
+    base: str | None,
+    out_dir: str | Path,
+    adapter_config: AdapterConfig = LARGE_ADAPTER,
+    config: TrainConfig = TrainConfig(),
+    resume: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """`styledrop train-subject`: a DreamBooth-style adapter on a few images of one subject, all captioned
+    "a [V] teapot" (token + class noun); sampled later with the prompt "a [V] teapot ..."."""
+    (token,) = check_prompts([token], "--token")
+    (class_noun,) = check_prompts([class_noun], "--class-noun")
+    loaded = [load_image(p) for p in images]
+    model = load_base(base, device or default_device())
+    prompt = f"a {token} {class_noun}"
+    return train_adapter(
+        model, loaded, [prompt] * len(loaded), out_dir, "", adapter_config, config, resume, progress, kind="subject"
+    )
+
+
 # -- generate ------------------------------------------------------------------------------------------------------
 def slug(text: str, limit: int = 40) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit] or "image"
 
 
+NEGATIVE = "negative"  # the conditioning key of the negative prompt, shared by every component
+
+
 @torch.no_grad()
-def sample_batch(base: AmusedBase, terms, prompts: list[str], seeds: list[int], config: SampleConfig, progress: bool):
-    """Decode one batch: (B, 3, H, W) images in [0, 1] for B (full prompt, seed) pairs."""
+def sample_batch(
+    base: AmusedBase,
+    terms: list[Term],
+    prompts: dict[str, list[str]],
+    seeds: list[int],
+    config: SampleConfig,
+    progress: bool,
+    start: torch.Tensor | None = None,
+):
+    """Decode one batch: (B, 3, H, W) images in [0, 1]. prompts: B prompts per conditioning key; start: (B, h, w)
+    tokens to edit, `mask_id` where they are to be re-drawn (default: all masked, i.e. generation)."""
     side = base.config.token_grid
-    conds = {"text": base.condition(prompts), "negative": base.condition([config.negative] * len(prompts))}
+    conds = {key: base.condition(rows) for key, rows in prompts.items()}
+    conds[NEGATIVE] = base.condition([config.negative] * len(seeds))
     generators = [torch.Generator(base.device).manual_seed(s) for s in seeds]
-    tokens = torch.full((len(prompts), side * side), base.mask_id, dtype=torch.long, device=base.device)
+    if start is None:
+        tokens = torch.full((len(seeds), side * side), base.mask_id, dtype=torch.long, device=base.device)
+    else:
+        tokens = start.to(base.device).flatten(1)
 
     def logits_fn(flat: torch.Tensor) -> torch.Tensor:
         return guided_logits(base.logits, terms, conds, flat.view(-1, side, side))
 
     tokens = decode(logits_fn, tokens, base.mask_id, config.steps, config.temperature, generators, progress)
     return base.decode_tokens(tokens.view(-1, side, side))
+
+
+def sample_mix(
+    base: AmusedBase,
+    components: list[Component],
+    prompts: dict[str, list[str]],
+    seeds: list[int],
+    config: SampleConfig,
+    progress: bool = False,
+    start: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One image per seed -> (B, 3, H, W) in [0, 1], sampled from a mixture of StyleDrop-guided components
+    (guidance.mixture_guidance). prompts maps each component's prompt key to one prompt per seed. All branches
+    of a batch run in one forward pass per decoding step."""
+    if NEGATIVE in prompts:
+        raise ValueError(f"prompt key {NEGATIVE!r} is reserved for the negative prompt")
+    terms = mixture_guidance(components, config.style_scale, config.guidance)
+    size = config.batch_size
+    batches = range(0, len(seeds), size)
+    chunks = [
+        sample_batch(
+            base,
+            terms,
+            {key: rows[i : i + size] for key, rows in prompts.items()},
+            seeds[i : i + size],
+            config,
+            progress,
+            None if start is None else start[i : i + size],
+        )
+        for i in tqdm(batches, desc="generating", disable=not progress or len(batches) < 2)
+    ]
+    return torch.cat(chunks)
 
 
 def sample_images(
@@ -120,25 +194,234 @@ def sample_images(
     progress: bool = False,
 ) -> torch.Tensor:
     """One image per (full prompt, seed) -> (B, 3, H, W) in [0, 1], with StyleDrop guidance around `adapter`
-    (plain text guidance when adapter is None). All guidance branches run in one batched pass per step."""
-    if adapter is None:
-        terms = text_guidance(config.guidance)
-    else:
-        terms = styledrop_guidance(adapter, config.style_scale, config.guidance)
-    batches = range(0, len(prompts), config.batch_size)
-    chunks = [
-        sample_batch(
-            base, terms, prompts[i : i + config.batch_size], seeds[i : i + config.batch_size], config, progress
-        )
-        for i in tqdm(batches, desc="generating", disable=not progress or len(batches) < 2)
-    ]
-    return torch.cat(chunks)
+    (plain text guidance when adapter is None)."""
+    return sample_mix(base, [Component(1.0, adapter, "text")], {"text": prompts}, seeds, config, progress)
+
+
+# -- generate: one or several style adapters, a subject adapter, a sweep ------------------------------------------
+@dataclass(frozen=True)
+class Recipe:
+    """What `generate` samples from: style adapters with blend weights, and optionally a subject adapter mixed in
+    with weight g (paper equation 6). Neither: the base alone, with text guidance."""
+
+    styles: tuple[tuple[str, float], ...] = ()  # (adapter folder, blend weight)
+    subject: str | None = None
+    subject_weight: float = 0.6  # g; the paper uses 0.5-0.7
+
+    def __post_init__(self):
+        object.__setattr__(self, "styles", tuple((str(d), float(w)) for d, w in self.styles))
+        if any(w < 0 for _, w in self.styles) or (self.styles and sum(w for _, w in self.styles) <= 0):
+            raise StyleDropError(
+                f"--style: blend weights must be >= 0 and not all 0 (got {[w for _, w in self.styles]})"
+            )
+        if not 0 <= self.subject_weight <= 1:
+            raise StyleDropError(f"--subject-weight: out of range ({self.subject_weight!r}), must be in [0, 1]")
+
+    def weights(self) -> tuple[list[float], float]:
+        """(weight of each style, weight of the subject): styles share 1 - g in their blend proportions."""
+        g = self.subject_weight if self.subject else 0.0
+        if not self.styles:
+            return [], 1.0 if self.subject else 0.0
+        total = sum(w for _, w in self.styles)
+        return [(1 - g) * w / total for _, w in self.styles], g
+
+
+SWEEPABLE = ("style-scale", "guidance", "subject-weight", "blend")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One setting varied across a grid's columns, e.g. style-scale over 0..3 in 7 steps."""
+
+    name: str
+    values: tuple[float, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Sweep:
+        """'style-scale=0:3:7' (start:stop:count) or 'blend=0,0.5,1' (a list)."""
+        name, _, spec = text.partition("=")
+        if name not in SWEEPABLE or not spec:
+            raise StyleDropError(
+                f"--sweep {text!r}: expected NAME=START:STOP:COUNT, NAME one of {', '.join(SWEEPABLE)}"
+            )
+        try:
+            if ":" in spec:
+                start, stop, count = spec.split(":")
+                values = torch.linspace(float(start), float(stop), int(count)).tolist()
+            else:
+                values = [float(v) for v in spec.split(",")]
+        except ValueError:
+            raise StyleDropError(f"--sweep {text!r}: START:STOP:COUNT must be numbers (COUNT a whole one)") from None
+        if not 1 <= len(values) <= 64:
+            raise StyleDropError(f"--sweep {text!r}: between 1 and 64 values, got {len(values)}")
+        return cls(name, tuple(round(v, 6) for v in values))
+
+    def apply(self, value: float, recipe: Recipe, config: SampleConfig) -> tuple[Recipe, SampleConfig]:
+        if self.name == "style-scale":
+            return recipe, dataclasses.replace(config, style_scale=value)
+        if self.name == "guidance":
+            return recipe, dataclasses.replace(config, guidance=value)
+        if self.name == "subject-weight":
+            if recipe.subject is None:
+                raise StyleDropError("--sweep subject-weight: needs --subject")
+            return dataclasses.replace(recipe, subject_weight=value), config
+        if len(recipe.styles) != 2:
+            raise StyleDropError(f"--sweep blend: needs exactly two --style (got {len(recipe.styles)})")
+        (a, _), (b, _) = recipe.styles
+        return dataclasses.replace(recipe, styles=((a, value), (b, 1 - value))), config
+
+
+@dataclass
+class Mixer:
+    """A base with a recipe's adapters loaded: turns content prompts into the components and prompts of a mix."""
+
+    base: AmusedBase
+    folders: dict[str, str]  # adapter name in `base` ("style0", "style1", ..., "subject") -> its folder
+    cards: dict[str, AdapterCard]
+
+    @classmethod
+    def load(cls, recipe: Recipe, base: str | None, device: str | None) -> Mixer:
+        folders = {f"style{i}": d for i, (d, _) in enumerate(recipe.styles)}
+        if recipe.subject is not None:
+            folders["subject"] = recipe.subject
+        cards = {name: read_card(folder) for name, folder in folders.items()}
+        source = base or next((c.base.source for c in cards.values()), None)
+        model = load_base(source, device or default_device())
+        for name, folder in folders.items():
+            model.load_adapter(folder, name)
+        return cls(model, folders, cards)
+
+    def describe(self) -> list[dict]:
+        """The loaded adapters, for images.json."""
+        return [
+            {
+                "name": name,
+                "kind": card.kind,
+                "path": str(Path(self.folders[name]).resolve()),
+                "weights_sha256": card.weights_sha256,
+                "style": card.style,
+            }
+            for name, card in self.cards.items()
+        ]
+
+    def mix(self, recipe: Recipe, contents: list[str]) -> tuple[list[Component], dict[str, list[str]]]:
+        """Each style on the content plus its own descriptor; the subject on the content alone (c_t)."""
+        style_weights, g = recipe.weights()
+        components = [Component(w, f"style{i}", f"style{i}") for i, w in enumerate(style_weights)]
+        prompts = {
+            f"style{i}": [full_prompt(c, self.cards[f"style{i}"].style) for c in contents]
+            for i in range(len(style_weights))
+        }
+        if recipe.subject is not None or not recipe.styles:
+            name = "subject" if recipe.subject is not None else None
+            components.append(Component(g if recipe.styles else 1.0, name, "content"))
+            prompts["content"] = list(contents)
+        return components, prompts
+
+
+def check_n_and_seed(n: int, seed: int) -> None:
+    if not 1 <= n <= 1000:
+        raise StyleDropError(f"--n: out of range ({n})")
+    if not 0 <= seed < 2**63:
+        raise StyleDropError(f"--seed: out of range ({seed})")
 
 
 def generate(
-    adapter_dir: str | Path,
+    recipe: Recipe,
     contents: list[str],
     out_dir: str | Path,
+    n: int = 4,
+    seed: int = 0,
+    config: SampleConfig = SampleConfig(),
+    sweep: Sweep | None = None,
+    base: str | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """`styledrop generate`: n images per content prompt from the recipe's mix of adapters; with a sweep, each
+    image once per swept value (same seed). Writes PNGs, grid.png (labelled columns when sweeping) and
+    images.json (everything needed to reproduce each image). Returns the PNG paths."""
+    contents = check_prompts(contents)
+    check_n_and_seed(n, seed)
+    out_dir = Path(out_dir)
+    mixer = Mixer.load(recipe, base, device)
+    jobs = [(c, j) for c in contents for j in range(n)]
+    seeds = [seed + i for i in range(len(jobs))]
+    settings = (
+        [(None, recipe, config)] if sweep is None else [(v, *sweep.apply(v, recipe, config)) for v in sweep.values]
+    )
+
+    columns, records = [], []
+    for value, r, cfg in settings:
+        components, prompts = mixer.mix(r, [c for c, _ in jobs])
+        pixels = sample_mix(mixer.base, components, prompts, seeds, cfg, progress)
+        columns.append([to_pil(p) for p in pixels])
+        for i, ((content, j), image_seed) in enumerate(zip(jobs, seeds, strict=True)):
+            tag = "" if value is None else f"-{sweep.name}{value:g}"
+            name = f"{contents.index(content):03d}-{slug(content)}-{j:02d}{tag}.png"
+            save_png(columns[-1][i], out_dir / name)
+            record = {
+                "file": name,
+                "content": content,
+                "prompts": {k: v[i] for k, v in prompts.items()},
+                "seed": image_seed,
+            }
+            records.append(record if value is None else {**record, sweep.name: value})
+    if sweep is None:
+        save_png(grid(columns[0], columns=n), out_dir / "grid.png")
+    else:
+        cells = [column[i] for i in range(len(jobs)) for column in columns]
+        save_png(labelled_grid(cells, [f"{sweep.name} {v:g}" for v in sweep.values]), out_dir / "grid.png")
+    write_json(
+        out_dir / "images.json",
+        {
+            "styledrop_version": __version__,
+            "adapters": mixer.describe(),
+            "recipe": {
+                "style_weights": [w for _, w in recipe.styles],
+                "subject_weight": recipe.subject_weight if recipe.subject else None,
+            },
+            "base": dataclasses.asdict(mixer.base.identity),
+            "sampling": dataclasses.asdict(config),
+            "sweep": None if sweep is None else {"name": sweep.name, "values": list(sweep.values)},
+            "reproduce": "styledrop generate CONTENT --n 1 --seed SEED with the same adapters and settings",
+            "images": records,
+        },
+    )
+    return [out_dir / r["file"] for r in records]
+
+
+# -- stylize: MaskGIT editing of an existing image ------------------------------------------------------------------
+def stylize_pixels(
+    base: AmusedBase,
+    adapter: str,
+    pixels: torch.Tensor,
+    prompts: list[str],
+    strength: float,
+    seeds: list[int],
+    config: SampleConfig,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Re-draw a `strength` fraction of each image's tokens with StyleDrop guidance: (B, 3, H, W) -> same.
+
+    Strength 0 returns the VQ reconstruction; 1 is plain generation from the same seed (the positions to
+    re-draw come from their own generator, so the decoding draws are those of generation). Fewer tokens to
+    re-draw take proportionally fewer decoding steps."""
+    if not 0 <= strength <= 1:
+        raise StyleDropError(f"--strength: out of range ({strength!r}), must be in [0, 1]")
+    tokens = base.encode_images(pixels)
+    mask = edit_mask(len(seeds), tokens[0].numel(), strength, [torch.Generator().manual_seed(s) for s in seeds])
+    start = torch.where(mask.view_as(tokens).to(tokens.device), base.mask_id, tokens)
+    edit = dataclasses.replace(config, steps=max(1, math.ceil(config.steps * strength)))
+    return sample_mix(base, [Component(1.0, adapter, "text")], {"text": prompts}, seeds, edit, progress, start)
+
+
+def stylize(
+    adapter_dir: str | Path,
+    image: str | Path,
+    content: str,
+    out_dir: str | Path,
+    strength: float = 0.6,
     n: int = 4,
     seed: int = 0,
     config: SampleConfig = SampleConfig(),
@@ -146,37 +429,38 @@ def generate(
     device: str | None = None,
     progress: bool = True,
 ) -> list[Path]:
-    """`styledrop generate`: n images per content prompt in the adapter's style; writes PNGs, grid.png and
-    images.json (everything needed to reproduce each image). Returns the PNG paths."""
-    contents = check_prompts(contents)
-    if not 1 <= n <= 1000:
-        raise StyleDropError(f"--n: out of range ({n})")
-    if not 0 <= seed < 2**63:
-        raise StyleDropError(f"--seed: out of range ({seed})")
-    adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
-    card = read_card(adapter_dir)
-    model = load_base(base or card.base.source, device or default_device())
-    model.load_adapter(adapter_dir, "style")
-
-    jobs = [(c, j) for c in contents for j in range(n)]
-    prompts = [full_prompt(c, card.style) for c, _ in jobs]
-    seeds = [seed + i for i in range(len(jobs))]
-    images = [to_pil(p) for p in sample_images(model, "style", prompts, seeds, config, progress)]
+    """`styledrop stylize`: n stylized versions of an image; writes PNGs, grid.png (the input's reconstruction
+    first) and images.json. Returns the PNG paths."""
+    (content,) = check_prompts([content], "content prompt")
+    check_n_and_seed(n, seed)
+    if not 0 <= strength <= 1:
+        raise StyleDropError(f"--strength: out of range ({strength!r}), must be in [0, 1]")
+    source, out_dir = load_image(image), Path(out_dir)
+    mixer = Mixer.load(Recipe(styles=((str(adapter_dir), 1.0),)), base, device)
+    model, card = mixer.base, mixer.cards["style0"]
+    pixels = center_square(source, model.resolution)[None].repeat(n, 1, 1, 1)
+    prompt = full_prompt(content, card.style)
+    seeds = [seed + j for j in range(n)]
+    outputs = [
+        to_pil(p) for p in stylize_pixels(model, "style0", pixels, [prompt] * n, strength, seeds, config, progress)
+    ]
+    reconstruction = to_pil(model.decode_tokens(model.encode_images(pixels[:1]))[0])
     paths, records = [], []
-    for (content, j), prompt, image_seed, image in zip(jobs, prompts, seeds, images, strict=True):
-        path = out_dir / f"{contents.index(content):03d}-{slug(content)}-{j:02d}.png"
-        save_png(image, path)
-        paths.append(path)
-        records.append({"file": path.name, "content": content, "prompt": prompt, "seed": image_seed})
-    save_png(grid(images, columns=n), out_dir / "grid.png")
+    for j, (image_seed, picture) in enumerate(zip(seeds, outputs, strict=True)):
+        paths.append(out_dir / f"{slug(content)}-{j:02d}.png")
+        save_png(picture, paths[-1])
+        records.append({"file": paths[-1].name, "seed": image_seed})
+    save_png(grid([reconstruction, *outputs], columns=n + 1), out_dir / "grid.png")
     write_json(
         out_dir / "images.json",
         {
             "styledrop_version": __version__,
-            "adapter": {"path": str(adapter_dir.resolve()), "weights_sha256": card.weights_sha256, "style": card.style},
+            "adapters": mixer.describe(),
+            "input": str(Path(image).resolve()),
+            "prompt": prompt,
+            "strength": strength,
             "base": dataclasses.asdict(model.identity),
             "sampling": dataclasses.asdict(config),
-            "reproduce": "styledrop generate ADAPTER CONTENT --n 1 --seed SEED with the sampling settings above",
             "images": records,
         },
     )

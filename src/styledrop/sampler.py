@@ -1,6 +1,6 @@
 """MaskGIT iterative parallel decoding over any function that returns logits.
 
-Start from masked tokens; at each of K steps predict every masked token, sample it, keep the most confident
+Start from masked tokens (all of them to generate, some of an image's to edit it); at each of K steps predict every masked token, sample it, keep the most confident
 predictions and re-mask the rest so that the cosine schedule's count stays masked. Confidence is perturbed by
 Gumbel noise whose temperature anneals to zero. Every draw of row b comes from generators[b], so an image
 depends on its own seed only, not on what else is in the batch.
@@ -55,6 +55,7 @@ def decode(
         raise ValueError(f"need one generator per row: {len(generators)} for {tokens.shape[0]} rows")
     seq_len = tokens.shape[1]
     tokens = tokens.clone()
+    masked_at_start = (tokens == mask_id).sum(dim=1)
     for step in tqdm(range(steps), desc="decoding", disable=not progress, leave=False):
         unknown = tokens == mask_id
         if not unknown.any():
@@ -68,8 +69,9 @@ def decode(
         noise = gumbel(row_uniform(generators, (seq_len,), tokens.device))
         confidence = chosen_logprob + anneal * noise
         confidence = torch.where(unknown, confidence, torch.inf)  # decoded tokens are never re-masked
-        # Keep at least one token masked until the last step, and unmask at least one per step.
-        target = masked_after_step(step, steps, seq_len)
-        counts = torch.clamp(unknown.sum(dim=1) - 1, max=target).clamp_min(1)
+        # Keep at least one token masked until the last step, and unmask at least one per step (in rows with any).
+        target = masked_after_step(step, steps, masked_at_start)
+        left = unknown.sum(dim=1)
+        counts = torch.where(left > 0, torch.minimum(left - 1, target).clamp_min(1), 0)
         tokens = torch.where(remask_least_confident(confidence, counts), mask_id, sampled)
     return tokens

@@ -21,6 +21,8 @@ def training_mask_counts(progress: torch.Tensor, seq_len: int) -> torch.Tensor:
     return (mask_ratio(progress) * seq_len).round().clamp(1, seq_len).long()
 
 
-def masked_after_step(step: int, total_steps: int, seq_len: int) -> int:
-    """Tokens that stay masked after decoding step `step` (0-based) of `total_steps`."""
-    return max(0, math.floor(seq_len * float(mask_ratio((step + 1) / total_steps))))
+def masked_after_step(step: int, total_steps: int, masked_at_start: torch.Tensor) -> torch.Tensor:
+    """Tokens that stay masked after decoding step `step` (0-based) of `total_steps`, per row of
+    `masked_at_start` (B,): all tokens for generation, the re-masked part of an image for editing."""
+    ratio = float(mask_ratio((step + 1) / total_steps))
+    return (masked_at_start.double() * ratio).floor().long().clamp_min(0)

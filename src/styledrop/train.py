@@ -187,12 +187,14 @@ def train_adapter(
     log: Callable[[str], None] = tqdm.write,
     on_step: Callable[[int, float], None] | None = None,
     references: list[Image.Image] | None = None,
+    kind: str = "style",
 ) -> Path:
     """Train an adapter on (image, prompt) pairs and save it to out_dir; returns out_dir.
 
     prompts are full training prompts (content + style descriptor), one per image. With resume=True the
     latest checkpoint in out_dir/checkpoints is continued, to the same result as an uninterrupted run.
     `references` (default: the training images) are the style's reference images, saved with the adapter.
+    `kind` is "style" (StyleDrop) or "subject" (DreamBooth-style, no style descriptor).
     """
     if len(images) != len(prompts) or not images:
         raise StyleDropError(f"need one prompt per image: got {len(images)} images and {len(prompts)} prompts")
@@ -242,6 +244,7 @@ def train_adapter(
         config=adapter_config,
         base=base.identity,
         style=style,
+        kind=kind,
         prompts=list(prompts),
         training=config.to_dict(),
     )

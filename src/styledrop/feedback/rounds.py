@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..adapters.config import AdapterConfig
+from ..adapters.config import LARGE_ADAPTER, AdapterConfig
 from ..adapters.io import CONFIG_NAME, load_references, read_card
 from ..errors import StyleDropError, check_ranges
 from ..fileio import write_json
@@ -36,7 +36,7 @@ from .scoring import default_contents, default_scorer_source, load_scorer
 
 FORMAT_VERSION = 1
 FEEDBACK = ("clip", "human", "random")
-ROUND2_ADAPTER = AdapterConfig(rank=32, shared=False)  # the paper's round 2: larger, per layer
+ROUND2_ADAPTER = LARGE_ADAPTER
 STYLE = "style"  # the name the source adapter is loaded under
 SCORE_CHUNK = 64
 

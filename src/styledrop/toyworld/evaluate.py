@@ -134,9 +134,15 @@ def base_quality(base, ruler: Ruler, per_content: int = 2, sample: SampleConfig 
     styled_prompts = [full_prompt(c.prompt(), family_descriptor(f)) for c, f in zip(contents, families, strict=True)]
     styled = sample_images(base, None, styled_prompts, seeds, sample)
     hits = ruler.content_hits(plain, contents)
+    family_hits = ruler.family_hits(styled, families)
+    per_family = {f: family_hits[[i for i, g in enumerate(families) if g == f]].float().mean().item() for f in FAMILIES}
     return BaseQuality(
         plain={k: hits[k].float().mean().item() for k in ("shape", "colour", "content")},
-        family={"family": ruler.family_accuracy(styled, families), "content": ruler.content_accuracy(styled, contents)},
+        family={
+            "family": family_hits.float().mean().item(),
+            "content": ruler.content_accuracy(styled, contents),
+            "per_family": per_family,
+        },
         images={"plain": plain, "family": styled},
     )
 

@@ -46,10 +46,13 @@ class Ruler:
     def content_accuracy(self, pixels: torch.Tensor, contents: list[Content]) -> float:
         return self.content_hits(pixels, contents)["content"].float().mean().item()
 
-    def family_accuracy(self, pixels: torch.Tensor, families: list[str]) -> float:
-        """The fraction of images whose pattern family the oracle reads as the one given."""
+    def family_hits(self, pixels: torch.Tensor, families: list[str]) -> torch.Tensor:
+        """(B,) bool: the oracle reads each image's pattern family as the one given."""
         truth = torch.tensor([FAMILIES.index(f) for f in families])
-        return (self.oracle.predict(pixels)["family"] == truth).float().mean().item()
+        return self.oracle.predict(pixels)["family"] == truth
+
+    def family_accuracy(self, pixels: torch.Tensor, families: list[str]) -> float:
+        return self.family_hits(pixels, families).float().mean().item()
 
     def leak_flags(self, pixels: torch.Tensor, asked: list[Content], reference: Content) -> list[bool | None]:
         """Per output: does it show the reference's shape (when another was asked) or colour (likewise)?

@@ -54,6 +54,7 @@ class Content:
     dx: float = 0.0  # centre offset in pixels
     dy: float = 0.0
     scale: float = 1.0  # relative size
+    lower: str | None = None  # a second colour for the lower half: a two-tone subject no prompt can name
 
     def prompt(self) -> str:
         return f"a {self.colour} {self.shape}"
@@ -222,7 +223,10 @@ def render(scene: Scene) -> np.ndarray:
     """(SIZE, SIZE, 3) uint8 image of a scene. Deterministic: the style's seed drives all noise."""
     style, content = scene.style, scene.content
     rng = np.random.default_rng(style.seed)
-    colour = np.asarray(COLOURS[content.colour], dtype=float) / 255.0
+    colour = np.asarray(COLOURS[content.colour], dtype=float) / 255.0 * np.ones((SIZE, SIZE, 3))
+    if content.lower is not None:
+        below = _grid(SIZE)[1] > SIZE / 2 + content.dy
+        colour[below] = np.asarray(COLOURS[content.lower], dtype=float) / 255.0
     ink = np.asarray(INK[style.ink], dtype=float) / 255.0
     amount = pattern(style, rng)[..., None] * style.ink_strength
     fill = colour * (1 - amount) + ink * amount

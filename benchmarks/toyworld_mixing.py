@@ -1,0 +1,234 @@
+"""My object in my style, style blending, and stylizing an image, measured in the shapes world.
+
+- subject: a two-tone square no prompt can name (toyworld/subject.py), learned by a subject adapter from 4
+  views; drawn in each held-out style by the style adapter alone, the subject adapter alone, and both mixed
+  (paper equations 5-6, subject weight g). Subject fidelity and style score, raw and as fractions of the
+  ceiling (true renders of the subject in the style).
+- blend: two style adapters mixed with weight w for the first, 1 - w for the second: style score toward each.
+- stylize: true renders of other contents in the plain flat look, stylized at strengths 0..1: content accuracy
+  (the input's shape and colour kept) and style score toward the reference.
+
+Each part runs once per text guidance lB (default: the paper's 5, and 1, which the defaults sweep found far
+better in this world). Appends to benchmarks/results/toyworld_{subject,blend,stylize}.jsonl and writes labelled grids to
+benchmarks/results/toyworld_mixing/.
+
+    .venv/bin/python benchmarks/toyworld_mixing.py [--parts subject blend stylize] [--styles candy ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from itertools import pairwise
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import append_result  # noqa: E402
+
+from styledrop.adapters.config import LARGE_ADAPTER, AdapterConfig  # noqa: E402
+from styledrop.guidance import Component  # noqa: E402
+from styledrop.images import labelled_grid, save_png, to_pil  # noqa: E402
+from styledrop.models.amused import load_base  # noqa: E402
+from styledrop.pipeline import SampleConfig, full_prompt, sample_mix, stylize_pixels  # noqa: E402
+from styledrop.toyworld import subject as sub  # noqa: E402
+from styledrop.toyworld.build import ASSETS  # noqa: E402
+from styledrop.toyworld.evaluate import eval_contents, reference_scene, train_round1  # noqa: E402
+from styledrop.toyworld.metrics import Ruler, render_pixels  # noqa: E402
+from styledrop.toyworld.render import Scene, Style, render  # noqa: E402
+from styledrop.toyworld.world import EVAL_STYLES  # noqa: E402
+from styledrop.train import TrainConfig, train_adapter  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+GRIDS = RESULTS / "toyworld_mixing"
+BLEND_PAIRS = (("candy", "polka"), ("blueprint", "etching"), ("dusk", "sandstorm"))
+
+
+def rising(values: list[float]) -> bool:
+    """Monotonically non-decreasing."""
+    return all(x <= y for x, y in pairwise(values))
+
+
+def style_adapter(base, name: str, work: Path, config: TrainConfig) -> str:
+    """Round 1 on the style's bundled reference, trained once and kept in work/; loaded under `name`."""
+    folder = work / name
+    if not (folder / "adapter_config.json").is_file():
+        train_round1(base, name, AdapterConfig(), config, folder)
+    if name not in base.adapters:
+        base.load_adapter(folder, name)
+    return name
+
+
+def subject_adapter(base, work: Path, config: TrainConfig) -> str:
+    from PIL import Image
+
+    folder = work / "subject"
+    if not (folder / "adapter_config.json").is_file():
+        images = [Image.fromarray(render(s)) for s in sub.subject_scenes(4)]
+        train_adapter(base, images, [sub.PROMPT] * 4, folder, "", LARGE_ADAPTER, config, progress=False, kind="subject")
+    if "subject" not in base.adapters:
+        base.load_adapter(folder, "subject")
+    return "subject"
+
+
+def mixed(base, style: str | None, g: float, descriptor: str, n: int, sample: SampleConfig):
+    """The subject in a style: (1 - g) StyleDrop(style, full prompt) + g StyleDrop(subject, c_t)."""
+    components = [Component(1 - g, style, "full"), Component(g, "subject", "content")]
+    prompts = {"full": [full_prompt(sub.PROMPT, descriptor)] * n, "content": [sub.PROMPT] * n}
+    return sample_mix(base, [c for c in components if c.weight > 0], prompts, list(range(n)), sample)
+
+
+def run_subject(base, ruler, styles, work, config, sample, n, weights) -> None:
+    subject_adapter(base, work, config)
+    for name in styles:
+        style = style_adapter(base, name, work, config)
+        scene = reference_scene(name)
+        reference = render_pixels([scene])[0]
+        descriptor = scene.style.prompt_suffix()
+        truth = sub.subject_truth(scene.style, n)
+        arms = {
+            "base": sample_mix(
+                base,
+                [Component(1.0, None, "full")],
+                {"full": [full_prompt(sub.PROMPT, descriptor)] * n},
+                list(range(n)),
+                sample,
+            ),
+            "style alone": mixed(base, style, 0.0, descriptor, n, sample),
+            "subject alone": mixed(base, None, 1.0, descriptor, n, sample),
+        } | {f"mixed g={g:g}": mixed(base, style, g, descriptor, n, sample) for g in weights}
+        ceiling = {
+            "subject_fidelity": sub.subject_fidelity(ruler, truth),
+            "style_score": ruler.style_score(truth, reference),
+        }
+        rows = {}
+        for arm, pixels in arms.items():
+            row = {
+                "subject_fidelity": sub.subject_fidelity(ruler, pixels),
+                "style_score": ruler.style_score(pixels, reference),
+            }
+            rows[arm] = row | {f"{k}_fraction": row[k] / ceiling[k] for k in row if ceiling[k]}
+        cells = [to_pil(p) for i in range(min(n, 4)) for p in [truth[i], *(a[i] for a in arms.values())]]
+        save_png(labelled_grid(cells, ["truth", *arms]), GRIDS / f"subject_{name}_lB{sample.guidance:g}.png")
+        append_result(
+            RESULTS / "toyworld_subject.jsonl",
+            {"style": name, "guidance": sample.guidance, "arms": rows, "ceiling": ceiling, "n": n},
+        )
+        print(f"subject in {name}, lB {sample.guidance:g}: ceiling {ceiling}")
+        for arm, row in rows.items():
+            print(f"  {arm:<14}" + "  ".join(f"{k} {v:.3f}" for k, v in row.items()))
+
+
+def run_blend(base, ruler, pairs, work, config, sample, per_content, weights) -> None:
+    for a, b in pairs:
+        for name in (a, b):
+            style_adapter(base, name, work, config)
+        contents = eval_contents(reference_scene(a).content)
+        asked = [c for c in contents for _ in range(per_content)]
+        seeds = list(range(len(asked)))
+        refs = {name: render_pixels([reference_scene(name)])[0] for name in (a, b)}
+        descriptors = {name: reference_scene(name).style.prompt_suffix() for name in (a, b)}
+        prompts = {name: [full_prompt(c.prompt(), descriptors[name]) for c in asked] for name in (a, b)}
+        rows, columns = [], []
+        for w in weights:
+            components = [c for c in (Component(w, a, a), Component(1 - w, b, b)) if c.weight > 0]
+            pixels = sample_mix(base, components, {c.prompt: prompts[c.prompt] for c in components}, seeds, sample)
+            rows.append(
+                {
+                    "weight_a": w,
+                    f"style_toward_{a}": ruler.style_score(pixels, refs[a]),
+                    f"style_toward_{b}": ruler.style_score(pixels, refs[b]),
+                    "content_accuracy": ruler.content_accuracy(pixels, asked),
+                }
+            )
+            columns.append(pixels)
+        toward_a = [r[f"style_toward_{a}"] for r in rows]
+        toward_b = [r[f"style_toward_{b}"] for r in rows]
+        monotone = rising(toward_a) and rising(toward_b[::-1])
+        cells = [to_pil(col[i]) for i in range(0, len(asked), per_content) for col in columns]
+        save_png(
+            labelled_grid(cells, [f"{a} {w:g}" for w in weights]), GRIDS / f"blend_{a}_{b}_lB{sample.guidance:g}.png"
+        )
+        append_result(
+            RESULTS / "toyworld_blend.jsonl",
+            {"a": a, "b": b, "guidance": sample.guidance, "rows": rows, "monotone": monotone},
+        )
+        print(f"blend {a} (w) + {b} (1 - w), lB {sample.guidance:g}: monotone {monotone}")
+        for r in rows:
+            print("  " + "  ".join(f"{k} {v:.3f}" for k, v in r.items()))
+
+
+def run_stylize(base, ruler, styles, work, config, sample, per_content, strengths) -> None:
+    for name in styles:
+        style = style_adapter(base, name, work, config)
+        scene = reference_scene(name)
+        reference = render_pixels([scene])[0]
+        contents = eval_contents(scene.content)
+        inputs = render_pixels([Scene(c, Style()) for c in contents for _ in range(per_content)])
+        asked = [c for c in contents for _ in range(per_content)]
+        prompts = [full_prompt(c.prompt(), scene.style.prompt_suffix()) for c in asked]
+        seeds = list(range(len(asked)))
+        rows, columns = [], []
+        for s in strengths:
+            pixels = stylize_pixels(base, style, inputs, prompts, s, seeds, sample)
+            rows.append(
+                {
+                    "strength": s,
+                    "content_accuracy": ruler.content_accuracy(pixels, asked),
+                    "style_score": ruler.style_score(pixels, reference),
+                }
+            )
+            columns.append(pixels)
+        truth = render_pixels([Scene(c, scene.style) for c in contents])
+        ceiling = {
+            "content_accuracy": ruler.content_accuracy(truth, contents),
+            "style_score": ruler.style_score(truth, reference),
+        }
+        for r in rows:
+            r["style_fraction"] = r["style_score"] / ceiling["style_score"]
+        content = [r["content_accuracy"] for r in rows]
+        style_scores = [r["style_score"] for r in rows]
+        monotone = {
+            "content_non_increasing": rising(content[::-1]),
+            "style_non_decreasing": rising(style_scores),
+        }
+        cells = [to_pil(col[i]) for i in range(0, len(asked), per_content) for col in [inputs, *columns]]
+        save_png(
+            labelled_grid(cells, ["input", *[f"s={s:g}" for s in strengths]]),
+            GRIDS / f"stylize_{name}_lB{sample.guidance:g}.png",
+        )
+        record = {"style": name, "guidance": sample.guidance, "rows": rows, "ceiling": ceiling, "monotone": monotone}
+        append_result(RESULTS / "toyworld_stylize.jsonl", record)
+        print(f"stylize into {name}, lB {sample.guidance:g}: {monotone}")
+        for r in rows:
+            print("  " + "  ".join(f"{k} {v:.3f}" for k, v in r.items()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", nargs="*", default=["subject", "blend", "stylize"])
+    parser.add_argument("--styles", nargs="*", default=list(EVAL_STYLES))
+    parser.add_argument("--n", type=int, default=16, help="subject images per arm")
+    parser.add_argument("--per-content", type=int, default=2, help="blend/stylize images per content (7 contents)")
+    parser.add_argument("--subject-weights", type=float, nargs="*", default=[0.3, 0.4, 0.5, 0.6, 0.7])
+    parser.add_argument("--blend-weights", type=float, nargs="*", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    parser.add_argument("--strengths", type=float, nargs="*", default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    parser.add_argument("--decode-steps", type=int, default=12)
+    parser.add_argument("--guidance", type=float, nargs="*", default=[5.0, 1.0], help="lB values, each a full run")
+    parser.add_argument("--work", default="benchmark-work/mixing", help="trained adapters (not committed)")
+    args = parser.parse_args()
+
+    base, ruler = load_base(None, "cpu"), Ruler.load(ASSETS)
+    config, work = TrainConfig(checkpoint_every=10**6), Path(args.work)
+    for lb in args.guidance:
+        sample = SampleConfig(steps=args.decode_steps, guidance=lb)
+        if "subject" in args.parts:
+            run_subject(base, ruler, args.styles, work, config, sample, args.n, args.subject_weights)
+        if "blend" in args.parts:
+            pairs = [p for p in BLEND_PAIRS if set(p) <= set(args.styles)]
+            run_blend(base, ruler, pairs, work, config, sample, args.per_content, args.blend_weights)
+        if "stylize" in args.parts:
+            run_stylize(base, ruler, args.styles, work, config, sample, args.per_content, args.strengths)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+import json
+
+import pytest
+import torch
+from conftest import striped_circle
+from PIL import Image
+
+from styledrop.errors import StyleDropError
+from styledrop.images import center_square
+from styledrop.pipeline import Recipe, SampleConfig, Sweep, generate, sample_images, stylize, stylize_pixels
+
+
+def test_stylize_at_strength_0_is_the_reconstruction_and_at_1_is_generation(tiny_base, round1):
+    tiny_base.load_adapter(round1, "style")
+    pixels = center_square(striped_circle(48), tiny_base.resolution)[None]
+    config, prompt = SampleConfig(steps=4), ["a cat in test style"]
+    kept = stylize_pixels(tiny_base, "style", pixels, prompt, 0.0, [3], config)
+    assert torch.equal(kept, tiny_base.decode_tokens(tiny_base.encode_images(pixels)))
+    redrawn = stylize_pixels(tiny_base, "style", pixels, prompt, 1.0, [3], config)
+    assert torch.equal(redrawn, sample_images(tiny_base, "style", prompt, [3], config))
+    halfway = stylize_pixels(tiny_base, "style", pixels, prompt, 0.5, [3], config)
+    assert not torch.equal(halfway, kept) and not torch.equal(halfway, redrawn)
+    assert torch.equal(halfway, stylize_pixels(tiny_base, "style", pixels, prompt, 0.5, [3], config))
+
+
+def test_stylize_writes_the_reconstruction_and_versions(round1, reference_png, tmp_path):
+    paths = stylize(round1, reference_png, "a circle", tmp_path / "out", 0.5, n=2, config=SampleConfig(steps=2))
+    assert [p.name for p in paths] == ["a-circle-00.png", "a-circle-01.png"]
+    record = json.loads((tmp_path / "out" / "images.json").read_text())
+    assert record["prompt"] == "a circle in test style" and record["strength"] == 0.5
+    assert Image.open(tmp_path / "out" / "grid.png").width > 3 * 32
+    with pytest.raises(StyleDropError, match="--strength: out of range"):
+        stylize(round1, reference_png, "a circle", tmp_path / "bad", 1.5)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_sweep_parses_ranges_and_lists_and_rejects_the_rest():
+    assert Sweep.parse("style-scale=0:3:7").values == (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
+    assert Sweep.parse("blend=0,0.5,1") == Sweep("blend", (0.0, 0.5, 1.0))
+    for bad in ("colour=0:1:3", "guidance=", "guidance=a:b:c", "guidance=0:1:0"):
+        with pytest.raises(StyleDropError, match="--sweep"):
+            Sweep.parse(bad)
+
+
+def test_recipe_weights_share_one_minus_g_among_styles_in_their_proportions():
+    assert Recipe(styles=(("a", 0.7), ("b", 0.3))).weights() == ([0.7, 0.3], 0.0)
+    styles, g = Recipe(styles=(("a", 3.0), ("b", 1.0)), subject="c", subject_weight=0.6).weights()
+    assert styles == pytest.approx([0.3, 0.1]) and g == 0.6
+    assert Recipe(subject="c").weights() == ([], 1.0)
+    with pytest.raises(StyleDropError, match="blend weights"):
+        Recipe(styles=(("a", 0.0),))
+    with pytest.raises(StyleDropError, match="--subject-weight"):
+        Recipe(subject="c", subject_weight=1.5)
+
+
+def test_a_blend_sweep_renders_each_image_once_per_weight_with_the_same_seed(round1, tmp_path):
+    recipe = Recipe(styles=((str(round1), 1.0), (str(round1), 1.0)))
+    out = tmp_path / "sweep"
+    paths = generate(
+        recipe, ["a cat"], out, n=2, seed=5, config=SampleConfig(steps=2), sweep=Sweep.parse("blend=0:1:3")
+    )
+    records = json.loads((out / "images.json").read_text())["images"]
+    assert len(paths) == 6 and [r["blend"] for r in records] == [0.0, 0.0, 0.5, 0.5, 1.0, 1.0]
+    assert [r["seed"] for r in records] == [5, 6] * 3
+    # The same adapter on both sides: all of the first or all of the second is the same picture.
+    pictures = [Image.open(p).tobytes() for p in paths]
+    assert pictures[0] == pictures[4]
+    grid = Image.open(out / "grid.png")
+    assert grid.width >= 3 * 96 and grid.height >= 2 * 96
