@@ -222,3 +222,31 @@ def test_stylize_from_the_command_line(trained, tmp_path):
     result = styledrop("stylize", trained / "adapter", tmp_path / "photo.png", "a house", *args)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.glob("*.png")) == ["a-house-00.png", "a-house-01.png", "grid.png"]
+
+
+def test_a_full_disk_while_saving_is_one_line_and_keeps_the_previous_adapter(
+    trained, tiny_base_dir, tmp_path, capsys, monkeypatch
+):
+    import errno
+    import shutil
+
+    import styledrop.adapters.io as adapter_io
+
+    adapter = tmp_path / "adapter"
+    shutil.copytree(trained / "adapter", adapter)
+    before = {p.name: p.read_bytes() for p in adapter.iterdir() if p.is_file()}
+
+    def disk_full(state, path, metadata=None):
+        with open(path, "wb") as f:
+            f.write(b"\0" * 100)  # a partial write, as a filling disk leaves it
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(adapter_io, "save_file", disk_full)
+    args = ["train", trained / "ref.png", "--content", "a circle", "--style", "in striped style"]
+    args += ["--base", tiny_base_dir, "--out", adapter, "--steps", 1, "--batch-size", 2]
+    code, err = run_main(capsys, args)
+    last = err.strip().splitlines()[-1]  # after the training progress
+    assert code == 2 and last == f"styledrop: error: {adapter / 'adapter.safetensors'}: No space left on device"
+    assert "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in adapter.iterdir() if p.is_file()} == before
+    assert not [p for p in adapter.iterdir() if p.name.endswith(".tmp")]

@@ -141,6 +141,20 @@ def test_the_server_serves_only_pool_images(server):
         assert error.value.code == 404
 
 
+def test_oversized_and_non_json_bodies_are_refused(server):
+    import urllib.error
+    import urllib.request
+
+    url, _ = server
+    png = (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image/png", 415)
+    huge = (b'{"file": "' + b"x" * (1 << 20) + b'", "picked": true}', "application/json", 413)
+    for body, kind, code in (png, huge):
+        request = urllib.request.Request(url + "api/picks", data=body, headers={"Content-Type": kind}, method="POST")
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(request)
+        assert error.value.code == code
+
+
 def test_training_without_picks_is_refused(server):
     import urllib.error
     import urllib.request

@@ -3,13 +3,12 @@ safetensors file, step and settings in JSON. Never pickle."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from .fileio import write_json, write_with
+from .fileio import read_json, write_json, write_with
 
 STATE, META = "state.safetensors", "state.json"
 
@@ -49,7 +48,7 @@ def save_state(folder: Path, modules: dict[str, torch.nn.Module], optimizer, gen
 
 
 def read_meta(folder: Path) -> dict:
-    return json.loads((folder / META).read_text())
+    return read_json(folder / META)
 
 
 def load_state(folder: Path, modules: dict[str, torch.nn.Module], optimizer, generator) -> dict:

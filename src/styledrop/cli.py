@@ -85,14 +85,19 @@ def add_train(sub) -> None:
         help='what each image shows, e.g. "a house" (once per image, or once for all)',
     )
     p.add_argument("--style", required=True, help='the style descriptor, e.g. "in watercolor painting style"')
+    add_adapter_training_args(p)
+    p.set_defaults(run=run_train)
+
+
+def add_adapter_training_args(p, large: bool = False) -> None:
+    """What `train` and `train-subject` share: the base, the output folder, the training settings, resuming."""
     p.add_argument(
         "--base", default=None, help="hub id or folder of an aMUSEd-format model (default: the built-in toy base)"
     )
     p.add_argument("--out", required=True, help="adapter folder to write")
-    add_training_args(p)
+    add_training_args(p, large)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     p.add_argument("--device", default=None)
-    p.set_defaults(run=run_train)
 
 
 def run_train(args) -> None:
@@ -163,11 +168,7 @@ def add_train_subject(sub) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--token", default="[V]", help="the rare word that names your subject")
     p.add_argument("--class-noun", required=True, help='what the subject is, e.g. "teapot": prompts are "a [V] teapot"')
-    p.add_argument("--base", default=None, help="hub id or folder of an aMUSEd-format model (default: the toy base)")
-    p.add_argument("--out", required=True, help="adapter folder to write")
-    add_training_args(p, large=True)
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    p.add_argument("--device", default=None)
+    add_adapter_training_args(p, large=True)
     p.set_defaults(run=run_train_subject)
 
 
@@ -353,6 +354,10 @@ def main(argv: list[str] | None = None) -> int:
         args.run(args)
     except StyleDropError as e:
         print(f"styledrop: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk, a read-only folder, a vanished file: the OS's reason, on one line
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"styledrop: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("styledrop: interrupted", file=sys.stderr)

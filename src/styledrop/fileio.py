@@ -11,6 +11,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path`, on failure it is removed."""
@@ -20,11 +26,30 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # as a plain open() would make it, not mkstemp's 0o600: files are shared
         os.replace(tmp, path)
+    except OSError as e:  # name the file the user asked for, not our temporary
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def read_json(path: str | os.PathLike):
+    """A JSON file (UTF-8, a byte-order mark allowed) -> its value; StyleDropError, naming the file, for a
+    missing, unreadable or invalid one (a nesting deep enough to exhaust the parser's recursion included)."""
+    from .errors import StyleDropError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise StyleDropError(f"{path}: not valid JSON ({type(e).__name__}: {str(e)[:120]})") from None
+    except OSError as e:
+        raise StyleDropError(f"{path}: unreadable ({e.strerror or e})") from None
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -48,6 +73,7 @@ def replace_dir(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's folders are 0o700
     if path.exists():
         shutil.rmtree(path)
     tmp.rename(path)
@@ -58,3 +84,16 @@ def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:
     """Atomically write `path` with a function that writes to the path it is given (safetensors, PIL, ...)."""
     with atomic_path(path) as tmp:
         writer(tmp)
+
+
+def remove_temporaries(folder: str | os.PathLike, names: tuple[str, ...] = ()) -> None:
+    """Delete the temporaries (`.NAME.XXXXXXXX.tmp`, files and folders) that writes killed before their rename
+    left in `folder`: of the given names only, or of every name. Only while nothing else writes there."""
+    import shutil
+
+    for pattern in [f".{name}.*.tmp" for name in names] or [".*.tmp"]:
+        for path in Path(folder).glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)

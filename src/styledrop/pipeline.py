@@ -271,6 +271,18 @@ class Sweep:
         return dataclasses.replace(recipe, styles=((a, value), (b, 1 - value))), config
 
 
+def load_recorded_base(folders: dict[str, str], cards: dict[str, AdapterCard], device: str | None) -> AmusedBase:
+    """The base the first adapter was trained on, as its card records it."""
+    name, card = next(iter(cards.items()))
+    try:
+        return load_base(card.base.source, device or default_device())
+    except StyleDropError as e:
+        raise StyleDropError(
+            f"{Path(folders[name]) / 'adapter_config.json'}: cannot load the base it was trained on ({e}); "
+            "pass --base to give its folder"
+        ) from None
+
+
 @dataclass
 class Mixer:
     """A base with a recipe's adapters loaded: turns content prompts into the components and prompts of a mix."""
@@ -285,8 +297,11 @@ class Mixer:
         if recipe.subject is not None:
             folders["subject"] = recipe.subject
         cards = {name: read_card(folder) for name, folder in folders.items()}
-        source = base or next((c.base.source for c in cards.values()), None)
-        model = load_base(source, device or default_device())
+        model = (
+            load_base(base, device or default_device())
+            if base or not cards
+            else load_recorded_base(folders, cards, device)
+        )
         for name, folder in folders.items():
             model.load_adapter(folder, name)
         return cls(model, folders, cards)

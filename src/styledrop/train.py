@@ -18,10 +18,11 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .adapters.config import AdapterCard, AdapterConfig
-from .adapters.io import save_adapter, save_references
+from .adapters.io import CONFIG_NAME, REFERENCE_DIR, WEIGHTS_NAME, save_adapter, save_references
 from .adapters.layer import Adapter
 from .checkpoint import is_complete, load_state, read_meta, save_state
 from .errors import StyleDropError, check_ranges
+from .fileio import remove_temporaries
 from .images import resize_shorter_side, to_tensor
 from .masking import apply_mask, random_mask
 from .models.amused import AmusedBase, Conditioning
@@ -199,6 +200,7 @@ def train_adapter(
     if len(images) != len(prompts) or not images:
         raise StyleDropError(f"need one prompt per image: got {len(images)} images and {len(prompts)} prompts")
     out_dir = Path(out_dir)
+    remove_temporaries(out_dir, (WEIGHTS_NAME, CONFIG_NAME, REFERENCE_DIR))  # left by a run killed while saving
     generator = torch.Generator().manual_seed(config.seed)
     if ADAPTER_NAME in base.adapters:
         base.adapters.remove(ADAPTER_NAME)

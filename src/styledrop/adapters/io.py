@@ -8,7 +8,6 @@ truncated, swapped or tampered weights file is refused instead of half-loaded.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import torch
@@ -16,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import StyleDropError
-from ..fileio import replace_dir, write_json, write_with
+from ..fileio import read_json, replace_dir, write_json, write_with
 from .config import AdapterCard
 from .layer import Adapter
 
@@ -46,14 +45,15 @@ def save_adapter(folder: str | Path, adapter: Adapter, card: AdapterCard) -> Pat
 def read_card(folder: str | Path) -> AdapterCard:
     folder = Path(folder)
     path = folder / CONFIG_NAME
+    if folder.exists() and not folder.is_dir():
+        raise StyleDropError(f"{folder}: not a folder (give the adapter's folder, not a file in it)")
     if not folder.is_dir():
         raise StyleDropError(f"{folder}: adapter folder not found")
     if not path.is_file():
         raise StyleDropError(f"{path}: missing (not an adapter folder?)")
+    data = read_json(path)
     try:
-        return AdapterCard.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise StyleDropError(f"{path}: not valid JSON ({e})") from None
+        return AdapterCard.from_dict(data)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise StyleDropError(f"{path}: malformed adapter config ({type(e).__name__}: {e})") from None
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..fileio import write_json
+from ..fileio import read_json, write_json
 
 PICKS = "picks.json"
 
@@ -29,9 +28,10 @@ def read_picks(round_dir: str | Path) -> list[str]:
     path = Path(round_dir) / PICKS
     if not path.is_file():
         return []
+    data = read_json(path)
     try:
-        return list(json.loads(path.read_text())["picked"])
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        return list(data["picked"])
+    except (KeyError, TypeError) as e:
         from ..errors import StyleDropError
 
         raise StyleDropError(f"{path}: unreadable picks ({e})") from None

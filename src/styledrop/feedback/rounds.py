@@ -14,7 +14,6 @@ one process would.
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,11 +25,11 @@ from tqdm.auto import tqdm
 from ..adapters.config import LARGE_ADAPTER, AdapterConfig
 from ..adapters.io import CONFIG_NAME, load_references, read_card
 from ..errors import StyleDropError, check_ranges
-from ..fileio import write_json
+from ..fileio import read_json, remove_temporaries, write_json
 from ..images import center_square, load_image, save_png, to_pil, to_tensor
 from ..models.amused import AmusedBase
 from ..pipeline import SampleConfig, full_prompt, sample_images
-from ..train import TrainConfig, train_adapter
+from ..train import CHECKPOINTS, TrainConfig, train_adapter
 from .picks import read_picks
 from .scoring import default_contents, default_scorer_source, load_scorer
 
@@ -99,13 +98,6 @@ class RoundResult:
 # -- the round's manifest ---------------------------------------------------------------------------------------
 def pool_dir(round_dir: Path) -> Path:
     return Path(round_dir) / "pool"
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise StyleDropError(f"{path}: unreadable ({e})") from None
 
 
 def open_round(round_dir: Path, source: Path, card, pool: PoolConfig, scorer_name: str) -> dict:
@@ -272,7 +264,8 @@ def train_round(
     record = {"how": how, "images": [{"file": r["file"], "prompt": r["prompt"]} for r in selection]}
     path = round_dir / "selection.json"
     same = path.is_file() and read_json(path) == record
-    if same and (out / CONFIG_NAME).is_file():
+    if same and (out / CONFIG_NAME).is_file():  # done: its card is written last, its checkpoints removed after
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)  # ... unless that run was killed in between
         return out
     if not same:
         shutil.rmtree(out, ignore_errors=True)
@@ -308,11 +301,16 @@ def distributed() -> tuple[int, int, Callable[[], None]]:
 
 
 def read_prompt_file(path: str | Path) -> list[str]:
-    """Content prompts, one per line; blank lines and lines starting with # are skipped."""
+    """Content prompts, one per line (UTF-8, with or without a byte-order mark); blank lines and lines starting
+    with # are skipped."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as e:
+        raise StyleDropError(
+            f"--prompts {path}: not UTF-8 text ({e.reason}: byte {e.object[e.start]:#04x}); save it as UTF-8"
+        ) from None
+    except OSError as e:
         raise StyleDropError(f"--prompts {path}: unreadable ({e})") from None
     prompts = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not prompts:
@@ -346,6 +344,8 @@ def refine(
     rank, world, barrier = distributed()
     if rank == 0:
         open_round(round_dir, source, card, pool, scorer)
+        remove_temporaries(pool_dir(round_dir))  # of images whose write a kill cut short
+        remove_temporaries(round_dir, ("manifest.json", "scores.json", "selection.json"))
     barrier()
     base = load_base(card.base.source, device or default_device())
     base.load_adapter(source, STYLE)

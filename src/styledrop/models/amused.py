@@ -22,6 +22,7 @@ from ..adapters.inject import inject, layer_count_and_width
 from ..adapters.io import load_adapter
 from ..adapters.layer import Adapter, AdapterSet
 from ..errors import StyleDropError
+from ..fileio import read_json
 from .uvit import UViT, UViTConfig
 
 COMPONENTS = ("transformer", "vqvae", "text_encoder", "tokenizer")
@@ -126,7 +127,7 @@ class AmusedBase:
         max_len = self.tokenizer.model_max_length
         ids = self.tokenizer(prompts, padding="max_length", truncation=True, max_length=max_len, return_tensors="pt")
         for prompt in prompts:
-            if len(self.tokenizer(prompt).input_ids) > max_len:
+            if len(self.tokenizer(prompt, verbose=False).input_ids) > max_len:  # we warn, not transformers
                 warnings.warn(
                     f"prompt longer than the text encoder's {max_len} tokens, truncated: {prompt[:60]!r}...",
                     stacklevel=2,
@@ -232,8 +233,9 @@ def load_transformer(folder: Path) -> UViT:
     config_path, weights_path = folder / "config.json", folder / TRANSFORMER_WEIGHTS
     if not weights_path.is_file():
         raise StyleDropError(f"{weights_path}: missing (only safetensors weights are loaded, never pickles)")
+    raw = read_json(config_path)
     try:
-        config = UViTConfig.from_dict(json.loads(config_path.read_text()))
+        config = UViTConfig.from_dict(raw)
         state = load_file(weights_path)
     except (OSError, ValueError, TypeError) as e:
         raise StyleDropError(f"{folder}: unreadable transformer config or weights ({e})") from None

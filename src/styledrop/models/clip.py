@@ -6,7 +6,6 @@ torch, so scoring never needs torchvision or PIL round trips.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import StyleDropError
+from ..fileio import read_json
 from .amused import HUB_ID
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -35,7 +35,7 @@ class Preprocess:
         path = folder / "preprocessor_config.json"
         if not path.is_file():
             return cls(image_size, image_size)
-        d = json.loads(path.read_text())
+        d = read_json(path)
         size, crop = d.get("size", image_size), d.get("crop_size", image_size)
         size = size.get("shortest_edge", size.get("height")) if isinstance(size, dict) else size
         crop = crop.get("height") if isinstance(crop, dict) else crop

@@ -11,8 +11,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException
-from fastapi.responses import FileResponse
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel
 
 from ..adapters.config import AdapterConfig
@@ -23,13 +23,14 @@ from ..feedback.rounds import (
     SelectConfig,
     by_prompt,
     pool_dir,
-    read_json,
     read_manifest,
     train_from_round,
 )
+from ..fileio import read_json
 from ..train import TrainConfig
 
 STATIC = Path(__file__).parent / "static"
+MAX_BODY = 16 * 1024  # the page only ever posts one small JSON pick; nothing is uploaded
 
 
 class Pick(BaseModel):
@@ -76,6 +77,20 @@ def create_app(
     files = {image["file"] for p in view["prompts"] for image in p["images"]}
     training = Training()
     app = FastAPI(title="styledrop review", docs_url=None, redoc_url=None)
+
+    @app.middleware("http")
+    async def small_json_bodies_only(request: Request, call_next):
+        """Refuse what the page never sends: bodies without a length, over MAX_BODY, or not JSON."""
+        if request.method in ("POST", "PUT", "PATCH"):
+            length = request.headers.get("content-length")
+            if length is None or not length.isdigit():
+                return JSONResponse({"detail": "a Content-Length is required"}, status_code=411)
+            if int(length) > MAX_BODY:
+                return JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, status_code=413)
+            kind = request.headers.get("content-type", "")
+            if int(length) > 0 and not kind.startswith("application/json"):
+                return JSONResponse({"detail": "only JSON is accepted"}, status_code=415)
+        return await call_next(request)
 
     def known(file: str) -> str:
         if file not in files:  # also what keeps requests inside the pool folder
