@@ -250,3 +250,8 @@ def test_a_full_disk_while_saving_is_one_line_and_keeps_the_previous_adapter(
     assert "Traceback" not in err
     assert {p.name: p.read_bytes() for p in adapter.iterdir() if p.is_file()} == before
     assert not [p for p in adapter.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_line_breaks_in_quoted_user_content_stay_on_one_line(capsys):
+    code, err = run_main(capsys, ["generate", "a cat", "--style", "no\nsuch\nadapter", "--out", "unused"])
+    assert_one_line_error(code, err, "no\\nsuch\\nadapter")

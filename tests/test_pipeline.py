@@ -67,3 +67,10 @@ def test_a_blend_sweep_renders_each_image_once_per_weight_with_the_same_seed(rou
     assert pictures[0] == pictures[4]
     grid = Image.open(out / "grid.png")
     assert grid.width >= 3 * 96 and grid.height >= 2 * 96
+
+
+def test_a_repeated_prompt_gets_its_own_files(round1, tmp_path):
+    paths = generate(
+        Recipe(styles=((str(round1), 1.0),)), ["a cat", "a cat"], tmp_path, n=1, config=SampleConfig(steps=2)
+    )
+    assert [p.name for p in paths] == ["000-a-cat-00.png", "001-a-cat-00.png"] and all(p.is_file() for p in paths)

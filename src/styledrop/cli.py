@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as e:  # a full disk, a read-only folder, a vanished file: the OS's reason, on one line
         where = f"{e.filename}: " if e.filename else ""
-        print(f"styledrop: error: {where}{e.strerror or e}", file=sys.stderr)
+        print(f"styledrop: error: {StyleDropError(f'{where}{e.strerror or e}')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("styledrop: interrupted", file=sys.stderr)

@@ -2,7 +2,11 @@
 
 
 class StyleDropError(ValueError):
-    """Bad input or an unusable file. The message names the argument or file and the problem."""
+    """Bad input or an unusable file. The message names the argument or file and the problem, on one line:
+    line breaks that come in with quoted user content (a file name, a JSON key) are shown escaped."""
+
+    def __init__(self, message: str):
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"))
 
 
 def check_ranges(config, checks: dict[str, bool]) -> None:

@@ -360,7 +360,7 @@ def generate(
     check_n_and_seed(n, seed)
     out_dir = Path(out_dir)
     mixer = Mixer.load(recipe, base, device)
-    jobs = [(c, j) for c in contents for j in range(n)]
+    jobs = [(k, c, j) for k, c in enumerate(contents) for j in range(n)]  # k: the prompt's place, repeats apart
     seeds = [seed + i for i in range(len(jobs))]
     settings = (
         [(None, recipe, config)] if sweep is None else [(v, *sweep.apply(v, recipe, config)) for v in sweep.values]
@@ -368,12 +368,12 @@ def generate(
 
     columns, records = [], []
     for value, r, cfg in settings:
-        components, prompts = mixer.mix(r, [c for c, _ in jobs])
+        components, prompts = mixer.mix(r, [c for _, c, _ in jobs])
         pixels = sample_mix(mixer.base, components, prompts, seeds, cfg, progress)
         columns.append([to_pil(p) for p in pixels])
-        for i, ((content, j), image_seed) in enumerate(zip(jobs, seeds, strict=True)):
+        for i, ((k, content, j), image_seed) in enumerate(zip(jobs, seeds, strict=True)):
             tag = "" if value is None else f"-{sweep.name}{value:g}"
-            name = f"{contents.index(content):03d}-{slug(content)}-{j:02d}{tag}.png"
+            name = f"{k:03d}-{slug(content)}-{j:02d}{tag}.png"
             save_png(columns[-1][i], out_dir / name)
             record = {
                 "file": name,
