@@ -6,9 +6,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from .errors import StyleDropError
 
 
 def _umask() -> int:
@@ -28,21 +31,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # as a plain open() would make it, not mkstemp's 0o600: files are shared
         os.replace(tmp, path)
-    except OSError as e:  # name the file the user asked for, not our temporary
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if isinstance(e, OSError):  # name the file the user asked for, not our temporary
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
         raise
 
 
 def read_json(path: str | os.PathLike):
     """A JSON file (UTF-8, a byte-order mark allowed) -> its value; StyleDropError, naming the file, for a
     missing, unreadable or invalid one (a nesting deep enough to exhaust the parser's recursion included)."""
-    from .errors import StyleDropError
-
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8-sig"))
@@ -63,8 +62,6 @@ def write_json(path: str | os.PathLike, obj) -> None:
 
 def replace_dir(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Write a folder through `write(tmp)` into a temporary sibling, then swap it in whole."""
-    import shutil
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -89,8 +86,6 @@ def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:
 def remove_temporaries(folder: str | os.PathLike, names: tuple[str, ...] = ()) -> None:
     """Delete the temporaries (`.NAME.XXXXXXXX.tmp`, files and folders) that writes killed before their rename
     left in `folder`: of the given names only, or of every name. Only while nothing else writes there."""
-    import shutil
-
     for pattern in [f".{name}.*.tmp" for name in names] or [".*.tmp"]:
         for path in Path(folder).glob(pattern):
             if path.is_dir() and not path.is_symlink():

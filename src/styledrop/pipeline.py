@@ -378,7 +378,7 @@ def generate(
             record = {
                 "file": name,
                 "content": content,
-                "prompts": {k: v[i] for k, v in prompts.items()},
+                "prompts": {key: rows[i] for key, rows in prompts.items()},
                 "seed": image_seed,
             }
             records.append(record if value is None else {**record, sweep.name: value})
@@ -407,6 +407,11 @@ def generate(
 
 
 # -- stylize: MaskGIT editing of an existing image ------------------------------------------------------------------
+def check_strength(strength: float) -> None:
+    if not 0 <= strength <= 1:
+        raise StyleDropError(f"--strength: out of range ({strength!r}), must be in [0, 1]")
+
+
 def stylize_pixels(
     base: AmusedBase,
     adapter: str,
@@ -417,14 +422,26 @@ def stylize_pixels(
     config: SampleConfig,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Re-draw a `strength` fraction of each image's tokens with StyleDrop guidance: (B, 3, H, W) -> same.
+    """Re-draw a `strength` fraction of each image's tokens with StyleDrop guidance: (B, 3, H, W) -> same."""
+    return stylize_tokens(base, adapter, base.encode_images(pixels), prompts, strength, seeds, config, progress)
+
+
+def stylize_tokens(
+    base: AmusedBase,
+    adapter: str,
+    tokens: torch.Tensor,
+    prompts: list[str],
+    strength: float,
+    seeds: list[int],
+    config: SampleConfig,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Re-draw a `strength` fraction of each row of VQ tokens (B, h, w) with StyleDrop guidance -> (B, 3, H, W).
 
     Strength 0 returns the VQ reconstruction; 1 is plain generation from the same seed (the positions to
     re-draw come from their own generator, so the decoding draws are those of generation). Fewer tokens to
     re-draw take proportionally fewer decoding steps."""
-    if not 0 <= strength <= 1:
-        raise StyleDropError(f"--strength: out of range ({strength!r}), must be in [0, 1]")
-    tokens = base.encode_images(pixels)
+    check_strength(strength)
     mask = edit_mask(len(seeds), tokens[0].numel(), strength, [torch.Generator().manual_seed(s) for s in seeds])
     start = torch.where(mask.view_as(tokens).to(tokens.device), base.mask_id, tokens)
     edit = dataclasses.replace(config, steps=max(1, math.ceil(config.steps * strength)))
@@ -448,18 +465,16 @@ def stylize(
     first) and images.json. Returns the PNG paths."""
     (content,) = check_prompts([content], "content prompt")
     check_n_and_seed(n, seed)
-    if not 0 <= strength <= 1:
-        raise StyleDropError(f"--strength: out of range ({strength!r}), must be in [0, 1]")
+    check_strength(strength)  # before loading anything
     source, out_dir = load_image(image), Path(out_dir)
     mixer = Mixer.load(Recipe(styles=((str(adapter_dir), 1.0),)), base, device)
     model, card = mixer.base, mixer.cards["style0"]
-    pixels = center_square(source, model.resolution)[None].repeat(n, 1, 1, 1)
+    tokens = model.encode_images(center_square(source, model.resolution)[None])  # (1, h, w), encoded once
     prompt = full_prompt(content, card.style)
     seeds = [seed + j for j in range(n)]
-    outputs = [
-        to_pil(p) for p in stylize_pixels(model, "style0", pixels, [prompt] * n, strength, seeds, config, progress)
-    ]
-    reconstruction = to_pil(model.decode_tokens(model.encode_images(pixels[:1]))[0])
+    stylized = stylize_tokens(model, "style0", tokens.repeat(n, 1, 1), [prompt] * n, strength, seeds, config, progress)
+    outputs = [to_pil(p) for p in stylized]
+    reconstruction = to_pil(model.decode_tokens(tokens)[0])
     paths, records = [], []
     for j, (image_seed, picture) in enumerate(zip(seeds, outputs, strict=True)):
         paths.append(out_dir / f"{slug(content)}-{j:02d}.png")
