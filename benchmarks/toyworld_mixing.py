@@ -58,13 +58,13 @@ def style_adapter(base, name: str, work: Path, config: TrainConfig) -> str:
     return name
 
 
-def subject_adapter(base, work: Path, config: TrainConfig) -> str:
+def subject_adapter(base, work: Path, config: TrainConfig, shape: AdapterConfig) -> str:
     from PIL import Image
 
     folder = work / "subject"
     if not (folder / "adapter_config.json").is_file():
         images = [Image.fromarray(render(s)) for s in sub.subject_scenes(4)]
-        train_adapter(base, images, [sub.PROMPT] * 4, folder, "", LARGE_ADAPTER, config, progress=False, kind="subject")
+        train_adapter(base, images, [sub.PROMPT] * 4, folder, "", shape, config, progress=False, kind="subject")
     if "subject" not in base.adapters:
         base.load_adapter(folder, "subject")
     return "subject"
@@ -77,8 +77,8 @@ def mixed(base, style: str | None, g: float, descriptor: str, n: int, sample: Sa
     return sample_mix(base, [c for c in components if c.weight > 0], prompts, list(range(n)), sample)
 
 
-def run_subject(base, ruler, styles, work, config, sample, n, weights) -> None:
-    subject_adapter(base, work, config)
+def run_subject(base, ruler, styles, work, config, sample, n, weights, shape: AdapterConfig) -> None:
+    subject_adapter(base, work, config, shape)
     for name in styles:
         style = style_adapter(base, name, work, config)
         scene = reference_scene(name)
@@ -111,7 +111,14 @@ def run_subject(base, ruler, styles, work, config, sample, n, weights) -> None:
         save_png(labelled_grid(cells, ["truth", *arms]), GRIDS / f"subject_{name}_lB{sample.guidance:g}.png")
         append_result(
             RESULTS / "toyworld_subject.jsonl",
-            {"style": name, "guidance": sample.guidance, "arms": rows, "ceiling": ceiling, "n": n},
+            {
+                "style": name,
+                "guidance": sample.guidance,
+                "arms": rows,
+                "ceiling": ceiling,
+                "n": n,
+                "subject_adapter": shape.to_dict(),
+            },
         )
         print(f"subject in {name}, lB {sample.guidance:g}: ceiling {ceiling}")
         for arm, row in rows.items():
@@ -215,6 +222,8 @@ def main() -> None:
     parser.add_argument("--decode-steps", type=int, default=12)
     parser.add_argument("--guidance", type=float, nargs="*", default=[5.0, 1.0], help="lB values, each a full run")
     parser.add_argument("--work", default="benchmark-work/mixing", help="trained adapters (not committed)")
+    parser.add_argument("--subject-rank", type=int, default=LARGE_ADAPTER.rank)
+    parser.add_argument("--subject-shared", action="store_true", help="the round-1 form (default: per layer)")
     args = parser.parse_args()
 
     base, ruler = load_base(None, "cpu"), Ruler.load(ASSETS)
@@ -222,7 +231,8 @@ def main() -> None:
     for lb in args.guidance:
         sample = SampleConfig(steps=args.decode_steps, guidance=lb)
         if "subject" in args.parts:
-            run_subject(base, ruler, args.styles, work, config, sample, args.n, args.subject_weights)
+            shape = AdapterConfig(rank=args.subject_rank, shared=args.subject_shared)
+            run_subject(base, ruler, args.styles, work, config, sample, args.n, args.subject_weights, shape)
         if "blend" in args.parts:
             pairs = [p for p in BLEND_PAIRS if set(p) <= set(args.styles)]
             run_blend(base, ruler, pairs, work, config, sample, args.per_content, args.blend_weights)

@@ -48,7 +48,8 @@ class AdapterConfig:
 
 
 # The paper's round-2 adapter: larger, per layer. Subject adapters use it too: on the shapes world's two-tone
-# subject, 300 steps gave subject fidelity 0.56 with it and 0.00 with the round-1 default (rank 4, shared).
+# subject, 300 steps gave subject fidelity 0.56 with it and 0.00 with the round-1 default (rank 4, shared), at
+# lB 5 (benchmarks/toyworld_mixing.py, and with --subject-rank 4 --subject-shared; toyworld_subject.jsonl).
 LARGE_ADAPTER = AdapterConfig(rank=32, shared=False)
 
 
