@@ -1,5 +1,7 @@
 import dataclasses
 import os
+import subprocess
+import sys
 
 # Tests never reach the network: hub ids resolve from the local cache or fail at once.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -74,3 +76,12 @@ def round1(tiny_base, reference_image, tmp_path):
         tiny_base, [reference_image], ["a house in test style"], tmp_path / "r1", "in test style", config=config,
         progress=False, log=lambda _: None,
     )  # fmt: skip
+
+
+def launch_two_processes(cli_args: list[str]) -> subprocess.CompletedProcess:
+    """`styledrop CLI_ARGS` in two data-parallel CPU processes, launched by torchrun (the launcher that
+    `accelerate launch --multi_gpu` runs; accelerate's own launcher starts one process on CPU)."""
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "styledrop.cli"]
+    # CPU matmuls sum in an order that depends on the thread count: give each process as many as this one has.
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    return subprocess.run(launch + cli_args, env=env, capture_output=True, text=True)

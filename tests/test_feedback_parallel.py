@@ -1,10 +1,6 @@
-"""Pool generation data-parallel through accelerate: two CPU processes write exactly what one writes."""
+"""Pool generation data-parallel: two CPU processes write exactly what one writes."""
 
-import os
-import subprocess
-import sys
-
-import torch
+from conftest import launch_two_processes
 
 from styledrop.cli import main
 from styledrop.toyworld.build import ASSETS
@@ -21,12 +17,7 @@ def refine_args(adapter, out):
 def test_two_processes_make_the_same_pool_as_one(round1, tmp_path):
     (tmp_path / "prompts.txt").write_text("a red star\na blue circle\na green heart\n")
     assert main(refine_args(round1, tmp_path / "one")) == 0
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2"]
-    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "styledrop.cli"]
-    # CPU matmuls sum in an order that depends on the thread count: give each process as many as this one has.
-    launch[3:3] = ["--num_cpu_threads_per_process", str(torch.get_num_threads())]
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    done = subprocess.run(launch + refine_args(round1, tmp_path / "two"), env=env, capture_output=True, text=True)
+    done = launch_two_processes(refine_args(round1, tmp_path / "two"))
     assert done.returncode == 0, done.stderr[-2000:]
     one = sorted((tmp_path / "one" / "pool").glob("*.png"))
     assert len(one) == 9

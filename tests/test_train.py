@@ -129,7 +129,7 @@ def test_every_image_is_trained_on_and_augmentations_vary(tiny_base, reference_i
 def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(
     tiny_base, reference_image, tmp_path, monkeypatch
 ):
-    real = train_module.masked_token_loss
+    real = train_module.summed_masked_loss
     calls = {"n": 0}
 
     def loss_that_diverges(*args):
@@ -137,7 +137,7 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(
         value = real(*args)
         return value * float("nan") if calls["n"] == 3 else value
 
-    monkeypatch.setattr(train_module, "masked_token_loss", loss_that_diverges)
+    monkeypatch.setattr(train_module, "summed_masked_loss", loss_that_diverges)
     with pytest.raises(StyleDropError, match="diverged at step 3: loss is nan.*step-0000002"):
         train_adapter(
             tiny_base,

@@ -85,3 +85,21 @@ def test_position_embedding_tells_apart_positions_that_padding_cannot():
         assert (centre.std(dim=1).max().item() > 1e-4) == distinct
     assert "position_embedding" in dict(model.named_parameters())
     assert not UViTConfig.from_dict(SMALL).position_embedding  # upstream configs lack the key
+
+
+def test_memo_reuses_the_text_side_work_and_changes_nothing():
+    model = UViT(UViTConfig.from_dict(dict(SMALL, downsample=True, upsample=True))).eval()
+    randomize_(model)
+    tokens, hidden, pooled, micro = inputs()
+    calls = {"n": 0}
+    model.transformer_layers[0].attn2.to_k.register_forward_hook(lambda *a: calls.__setitem__("n", calls["n"] + 1))
+    memo: dict = {}
+    with torch.no_grad():
+        plain = model(tokens, hidden, pooled, micro)
+        first = model(tokens, hidden, pooled, micro, memo=memo)
+        other_tokens = model(tokens.flip(0), hidden, pooled, micro, memo=memo)
+    assert calls["n"] == 2  # once without memo, once for both calls with it
+    torch.testing.assert_close(first, plain, rtol=0, atol=0)
+    with torch.no_grad():
+        expected = model(tokens.flip(0), hidden, pooled, micro)
+    torch.testing.assert_close(other_tokens, expected, rtol=0, atol=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from .guidance import Component, Term, guided_logits, mixture_guidance
 from .images import center_square, grid, labelled_grid, load_image, save_png, to_pil
 from .masking import edit_mask
 from .models.amused import AmusedBase, load_base
+from .parallel import processes
 from .sampler import decode
 from .train import TrainConfig, train_adapter
 
@@ -88,9 +90,12 @@ def train_from_files(
     if not style.strip():
         raise StyleDropError("--style: empty")
     loaded = [load_image(p) for p in images]
-    model = load_base(base, device or default_device())
+    procs = processes()
+    model = load_base(base, device or procs.device or default_device())
     prompts = [full_prompt(c, style) for c in contents]
-    return train_adapter(model, loaded, prompts, out_dir, style.strip(), adapter_config, config, resume, progress)
+    return train_adapter(
+        model, loaded, prompts, out_dir, style.strip(), adapter_config, config, resume, progress, procs=procs
+    )
 
 
 def train_subject(
@@ -110,11 +115,13 @@ def train_subject(
     (token,) = check_prompts([token], "--token")
     (class_noun,) = check_prompts([class_noun], "--class-noun")
     loaded = [load_image(p) for p in images]
-    model = load_base(base, device or default_device())
+    procs = processes()
+    model = load_base(base, device or procs.device or default_device())
     prompt = f"a {token} {class_noun}"
     return train_adapter(
-        model, loaded, [prompt] * len(loaded), out_dir, "", adapter_config, config, resume, progress, kind="subject"
-    )
+        model, loaded, [prompt] * len(loaded), out_dir, "", adapter_config, config, resume, progress,
+        kind="subject", procs=procs,
+    )  # fmt: skip
 
 
 # -- generate ------------------------------------------------------------------------------------------------------
@@ -146,8 +153,11 @@ def sample_batch(
     else:
         tokens = start.to(base.device).flatten(1)
 
+    memo: dict = {}  # the conditioning is the same at every step: its text-side work is done once
+    model = functools.partial(base.logits, memo=memo)
+
     def logits_fn(flat: torch.Tensor) -> torch.Tensor:
-        return guided_logits(base.logits, terms, conds, flat.view(-1, side, side))
+        return guided_logits(model, terms, conds, flat.view(-1, side, side))
 
     tokens = decode(logits_fn, tokens, base.mask_id, config.steps, config.temperature, generators, progress)
     return base.decode_tokens(tokens.view(-1, side, side))

@@ -26,6 +26,7 @@ from .fileio import remove_temporaries
 from .images import resize_shorter_side, to_tensor
 from .masking import apply_mask, random_mask
 from .models.amused import AmusedBase, Conditioning
+from .parallel import Processes
 
 ADAPTER_NAME = "train"
 CHECKPOINTS = "checkpoints"
@@ -138,12 +139,20 @@ def drop_conditioning(
 
 
 def masked_token_loss(base: AmusedBase, tokens: torch.Tensor, cond: Conditioning, route, generator) -> torch.Tensor:
-    """Cross-entropy on the masked positions of tokens (B, h, w), masked by the cosine schedule."""
+    """Mean cross-entropy on the masked positions of tokens (B, h, w), masked by the cosine schedule."""
+    mask = random_mask(tokens.flatten(1), generator)
+    return summed_masked_loss(base, tokens, mask, cond, route) / mask.sum()
+
+
+def summed_masked_loss(base: AmusedBase, tokens: torch.Tensor, mask: torch.Tensor, cond: Conditioning, route):
+    """Cross-entropy summed over the positions where mask (B, N) is set, of tokens (B, h, w)."""
     flat = tokens.flatten(1)
-    mask = random_mask(flat, generator)
-    inputs = apply_mask(flat, mask, base.mask_id).view_as(tokens)
-    logits = base.logits(inputs, cond, route)
-    return F.cross_entropy(logits[mask].float(), flat[mask])
+    logits = base.logits(apply_mask(flat, mask, base.mask_id).view_as(tokens), cond, route)
+    # index_select, not boolean indexing: its backward is a plain index_add, where logits[mask]'s is an
+    # accumulating index_put that took 14% of a toy-base step.
+    rows = mask.flatten().nonzero().squeeze(1)
+    picked = logits.flatten(0, 1).index_select(0, rows)
+    return F.cross_entropy(picked.float(), flat.flatten().index_select(0, rows), reduction="sum")
 
 
 def sample_batch(data: TrainingSet, batch_size: int, dropout: float, generator: torch.Generator):
@@ -153,6 +162,33 @@ def sample_batch(data: TrainingSet, batch_size: int, dropout: float, generator: 
     cond = Conditioning(text.hidden, text.pooled, data.micro[idx])
     cond, _ = drop_conditioning(cond, data.empty, dropout, generator)
     return data.tokens[idx], cond
+
+
+def train_step(
+    base: AmusedBase,
+    data: TrainingSet,
+    adapter: Adapter,
+    optimizer,
+    config: TrainConfig,
+    generator,
+    procs: Processes = Processes(),
+) -> torch.Tensor:
+    """One optimisation step of `adapter` (routed in the caller) on a random batch; returns the batch's loss.
+    Every process draws the whole batch and its masks, computes its share of the rows, and the gradients are
+    summed: one step of the same batch, however many processes. A non-finite loss leaves the adapter as it was."""
+    tokens, cond = sample_batch(data, config.batch_size, config.cond_dropout, generator)
+    mask = random_mask(tokens.flatten(1), generator)
+    rows = procs.rows(len(tokens))
+    loss = summed_masked_loss(base, tokens[rows], mask[rows], cond.index(rows), ADAPTER_NAME) / mask.sum()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    params = list(adapter.parameters())
+    total = loss.detach().clone()
+    procs.sum_([total, *(p.grad for p in params)])
+    if torch.isfinite(total):
+        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+    return total
 
 
 # -- checkpoints ----------------------------------------------------------------------------------------------------
@@ -189,18 +225,25 @@ def train_adapter(
     on_step: Callable[[int, float], None] | None = None,
     references: list[Image.Image] | None = None,
     kind: str = "style",
+    procs: Processes = Processes(),
 ) -> Path:
     """Train an adapter on (image, prompt) pairs and save it to out_dir; returns out_dir.
 
     prompts are full training prompts (content + style descriptor), one per image. With resume=True the
     latest checkpoint in out_dir/checkpoints is continued, to the same result as an uninterrupted run.
     `references` (default: the training images) are the style's reference images, saved with the adapter.
-    `kind` is "style" (StyleDrop) or "subject" (DreamBooth-style, no style descriptor).
+    `kind` is "style" (StyleDrop) or "subject" (DreamBooth-style, no style descriptor). `procs`: the processes
+    that share each batch (parallel.processes()); the first one writes.
     """
     if len(images) != len(prompts) or not images:
         raise StyleDropError(f"need one prompt per image: got {len(images)} images and {len(prompts)} prompts")
+    if config.batch_size < procs.world:
+        raise StyleDropError(f"--batch-size {config.batch_size}: smaller than the {procs.world} processes sharing it")
     out_dir = Path(out_dir)
-    remove_temporaries(out_dir, (WEIGHTS_NAME, CONFIG_NAME, REFERENCE_DIR))  # left by a run killed while saving
+    if procs.main:
+        remove_temporaries(out_dir, (WEIGHTS_NAME, CONFIG_NAME, REFERENCE_DIR))  # left by a run killed while saving
+    procs.barrier()
+    log = log if procs.main else (lambda message: None)
     generator = torch.Generator().manual_seed(config.seed)
     if ADAPTER_NAME in base.adapters:
         base.adapters.remove(ADAPTER_NAME)
@@ -220,28 +263,30 @@ def train_adapter(
     )
     log(f"training set: {len(images)} image(s), {len(data)} augmented variants")
 
-    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="training", disable=not progress)
+    bar = tqdm(
+        range(start, config.steps),
+        initial=start,
+        total=config.steps,
+        desc="training",
+        disable=not progress or not procs.main,
+    )
     last_good = checkpoint
     with base.adapters.route(ADAPTER_NAME):  # backward too: checkpointed layers re-run their hooks there
         for step in bar:
-            tokens, cond = sample_batch(data, config.batch_size, config.cond_dropout, generator)
-            loss = masked_token_loss(base, tokens, cond, ADAPTER_NAME, generator)
+            loss = train_step(base, data, adapter, optimizer, config, generator, procs)
             if not torch.isfinite(loss):
                 where = f"last good checkpoint: {last_good}" if last_good else "no checkpoint was written yet"
                 raise StyleDropError(f"training diverged at step {step + 1}: loss is {loss.item()} ({where})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(adapter.parameters(), config.grad_clip)
-            optimizer.step()
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
             done = step + 1
             if done % config.checkpoint_every == 0 and done < config.steps:
-                save_checkpoint(out_dir, done, adapter, optimizer, generator, config)
+                if procs.main:
+                    save_checkpoint(out_dir, done, adapter, optimizer, generator, config)
+                procs.barrier()
                 last_good = latest_checkpoint(out_dir)
             if on_step is not None:
                 on_step(done, loss.item())
     base.transformer.set_gradient_checkpointing(False)
-
     card = AdapterCard(
         config=adapter_config,
         base=base.identity,
@@ -250,7 +295,9 @@ def train_adapter(
         prompts=list(prompts),
         training=config.to_dict(),
     )
-    save_references(out_dir, images if references is None else references)
-    save_adapter(out_dir, adapter, card)
-    shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)
+    if procs.main:
+        save_references(out_dir, images if references is None else references)
+        save_adapter(out_dir, adapter, card)
+        shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)
+    procs.barrier()
     return out_dir

@@ -28,6 +28,7 @@ from ..errors import StyleDropError, check_ranges
 from ..fileio import read_json, remove_temporaries, write_json
 from ..images import center_square, load_image, save_png, to_pil, to_tensor
 from ..models.amused import AmusedBase
+from ..parallel import processes
 from ..pipeline import SampleConfig, full_prompt, sample_images
 from ..train import CHECKPOINTS, TrainConfig, train_adapter
 from .picks import read_picks
@@ -288,18 +289,6 @@ def train_round(
 
 
 # -- the whole round --------------------------------------------------------------------------------------------
-def distributed() -> tuple[int, int, Callable[[], None]]:
-    """(rank, world size, barrier) under `accelerate launch`; (0, 1, no-op) otherwise."""
-    import os
-
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, 1, lambda: None
-    from accelerate import PartialState
-
-    state = PartialState()
-    return state.process_index, state.num_processes, state.wait_for_everyone
-
-
 def read_prompt_file(path: str | Path) -> list[str]:
     """Content prompts, one per line (UTF-8, with or without a byte-order mark); blank lines and lines starting
     with # are skipped."""
@@ -341,18 +330,18 @@ def refine(
     card = read_card(source)
     pool = PoolConfig(tuple(contents or default_contents(card.base.source)), per_prompt, pool_seed, sample)
     scorer = scorer or default_scorer_source(card.base.source)
-    rank, world, barrier = distributed()
-    if rank == 0:
+    procs = processes()
+    if procs.main:
         open_round(round_dir, source, card, pool, scorer)
         remove_temporaries(pool_dir(round_dir))  # of images whose write a kill cut short
         remove_temporaries(round_dir, ("manifest.json", "scores.json", "selection.json"))
-    barrier()
-    base = load_base(card.base.source, device or default_device())
+    procs.barrier()
+    base = load_base(card.base.source, device or procs.device or default_device())
     base.load_adapter(source, STYLE)
     jobs = pool_jobs(pool, card.style)
-    generated = generate_pool(base, round_dir, jobs, pool.sample, rank, world, progress)
-    barrier()
-    if rank != 0:
+    generated = generate_pool(base, round_dir, jobs, pool.sample, procs.rank, procs.world, progress)
+    procs.barrier()
+    if not procs.main:
         return RoundResult(round_dir, generated, len(jobs))
     score_pool(round_dir, jobs, load_scorer(scorer, base.device), load_references(source), scorer)
     result = train_from_round(round_dir, selection, adapter_config, config, base, progress, log=log)

@@ -42,7 +42,7 @@ class Conditioning:
     def __len__(self) -> int:
         return self.hidden.shape[0]
 
-    def index(self, rows: torch.Tensor) -> Conditioning:
+    def index(self, rows: torch.Tensor | slice) -> Conditioning:
         return Conditioning(self.hidden[rows], self.pooled[rows], self.micro[rows])
 
     def where(self, keep: torch.Tensor, other: Conditioning) -> Conditioning:
@@ -162,14 +162,18 @@ class AmusedBase:
         return self.vqvae.decode(tokens.reshape(-1), force_not_quantize=True, shape=shape).sample.clamp(0, 1).float()
 
     # -- the transformer ---------------------------------------------------------------------------------------
-    def logits(self, tokens: torch.Tensor, cond: Conditioning, route=None) -> torch.Tensor:
+    def logits(self, tokens: torch.Tensor, cond: Conditioning, route=None, memo: dict | None = None) -> torch.Tensor:
         """(B, h, w) tokens -> (B, h*w, codebook) logits.
 
         route: None for the base alone, an adapter name for every row, or a name (or None) per row.
+        memo: shared by calls with the same conditioning (the steps of one decoding), which then compute what
+        depends on the text only once (uvit's docstring).
         """
         dtype = self.transformer.encoder_proj.weight.dtype
         with self.adapters.route(route):
-            out = self.transformer(tokens, cond.hidden.to(dtype), cond.pooled.to(dtype), cond.micro.to(dtype))
+            out = self.transformer(
+                tokens, cond.hidden.to(dtype), cond.pooled.to(dtype), cond.micro.to(dtype), memo=memo
+            )
         return out.flatten(2).transpose(1, 2)
 
 

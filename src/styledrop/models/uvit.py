@@ -5,12 +5,17 @@ It reads the checkpoints of diffusers' `UVit2DModel` unchanged: same config keys
 arguments (upstream crashes there, diffusers issue 11214) and always uses PyTorch's fused attention.
 
 Shapes: B batch, h x w token grid, N = h*w tokens, C block channels, D transformer width, T text tokens.
+
+A `memo` dict passed to `UViT.forward` keeps everything computed from the text and pooled conditioning alone
+(the projected text, the pooled condition, every cross-attention's keys and values): a sampler passes the same
+dict at every decoding step of one call, whose conditioning does not change, and computes them once.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -132,14 +137,29 @@ class Attention(nn.Module):
         self.to_v = nn.Linear(kv_dim, dim, bias=bias)
         self.to_out = nn.ModuleList([nn.Linear(dim, dim, bias=out_bias)])
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        context = x if context is None else context
-        q, k, v = (self._split_heads(p(t)) for p, t in ((self.to_q, x), (self.to_k, context), (self.to_v, context)))
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, D/heads)
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, memo: dict | None = None) -> torch.Tensor:
+        """Self-attention (context None) or cross-attention to context, whose keys and values go in memo."""
+        if context is None:
+            k, v = self.keys_values(x)
+        else:
+            k, v = memoised(memo, self, lambda: self.keys_values(context))
+        out = F.scaled_dot_product_attention(self._split_heads(self.to_q(x)), k, v)  # (B, heads, N, D/heads)
         return self.to_out[0](out.transpose(1, 2).flatten(2))
+
+    def keys_values(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._split_heads(self.to_k(context)), self._split_heads(self.to_v(context))
 
     def _split_heads(self, t: torch.Tensor) -> torch.Tensor:
         return t.unflatten(-1, (self.heads, -1)).transpose(1, 2)
+
+
+def memoised(memo: dict | None, owner: nn.Module, make: Callable):
+    """make(), computed once per memo for `owner` (a module: its result depends on the conditioning only)."""
+    if memo is None:
+        return make()
+    if owner not in memo:
+        memo[owner] = make()
+    return memo[owner]
 
 
 class GEGLU(nn.Module):
@@ -178,9 +198,9 @@ class TransformerLayer(nn.Module):
         self.norm3 = AdaNorm(d, d, eps, aff, bias, "layer_norm")
         self.ff = FeedForward(d, cfg.intermediate_size, bias, cfg.hidden_dropout)
 
-    def forward(self, x: torch.Tensor, text: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, text: torch.Tensor, cond: torch.Tensor, memo: dict | None = None):
         x = x + self.attn1(self.norm1(x, cond))
-        x = x + self.attn2(self.norm2(x, cond), text)
+        x = x + self.attn2(self.norm2(x, cond), text, memo)
         return x + self.ff(self.norm3(x, cond))
 
 
@@ -230,11 +250,11 @@ class ConvAttentionBlock(nn.Module):
         self.norm2 = RMSNorm(channels, 1e-6)
         self.attn2 = Attention(channels, cfg.block_num_heads, kv_dim=channels, bias=bias, out_bias=bias)
 
-    def forward(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, text: torch.Tensor, memo: dict | None = None) -> torch.Tensor:
         if self.kv_mapper is not None:
-            text = self.kv_mapper(F.silu(text))
-        x = x + self.attn1(self.norm1(x), text)
-        return x + self.attn2(self.norm2(x), text)
+            text = memoised(memo, self, lambda: self.kv_mapper(F.silu(text)))
+        x = x + self.attn1(self.norm1(x), text, memo)
+        return x + self.attn2(self.norm2(x), text, memo)
 
 
 class Resample(nn.Module):
@@ -259,13 +279,13 @@ class UViTBlock(nn.Module):
         self.attention_blocks = nn.ModuleList(ConvAttentionBlock(c, cfg) for _ in range(cfg.num_res_blocks))
         self.upsample = Resample(c, cfg, up=True) if upsample else None
 
-    def forward(self, x: torch.Tensor, text: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, text: torch.Tensor, cond: torch.Tensor, memo: dict | None = None):
         if self.downsample is not None:
             x = self.downsample(x)
         for res_block, attention_block in zip(self.res_blocks, self.attention_blocks, strict=True):
             x = res_block(x, cond)
             b, c, h, w = x.shape
-            x = attention_block(x.flatten(2).transpose(1, 2), text)
+            x = attention_block(x.flatten(2).transpose(1, 2), text, memo)
             x = x.transpose(1, 2).reshape(b, c, h, w)
         if self.upsample is not None:
             x = self.upsample(x)
@@ -342,24 +362,28 @@ class UViT(nn.Module):
         encoder_hidden_states: torch.Tensor,  # (B, T, encoder_hidden_size) penultimate text states
         pooled_text_emb: torch.Tensor,  # (B, cond_embed_dim) pooled, projected text embedding
         micro_conds: torch.Tensor,  # (B, 5) [orig_w, orig_h, crop_top, crop_left, aesthetic]
+        memo: dict | None = None,  # see the module's docstring
     ) -> torch.Tensor:
         """Returns logits (B, codebook_size, h, w), the layout of upstream's UVit2DModel."""
-        text = self.encoder_proj_layer_norm(self.encoder_proj(encoder_hidden_states))
-        cond = self._pooled_condition(pooled_text_emb, micro_conds).to(text.dtype)
+        text = memoised(
+            memo, self.encoder_proj, lambda: self.encoder_proj_layer_norm(self.encoder_proj(encoder_hidden_states))
+        )
+        cond = memoised(memo, self.cond_embed, lambda: self._pooled_condition(pooled_text_emb, micro_conds))
+        cond = cond.to(text.dtype)
 
         x = self.embed(input_ids)
         if self.config.position_embedding:
             x = x + self.position_embedding.to(x.dtype)
-        x = self.down_block(x, text, cond)
+        x = self.down_block(x, text, cond, memo)
         b, c, h, w = x.shape
         x = self.project_to_hidden(self.project_to_hidden_norm(x.permute(0, 2, 3, 1).reshape(b, h * w, c)))
         for layer in self.transformer_layers:
             if self.gradient_checkpointing and torch.is_grad_enabled():
                 x = checkpoint(layer, x, text, cond, use_reentrant=False)
             else:
-                x = layer(x, text, cond)
+                x = layer(x, text, cond, memo)
         x = self.project_from_hidden(self.project_from_hidden_norm(x))
-        x = self.up_block(x.reshape(b, h, w, c).permute(0, 3, 1, 2), text, cond)
+        x = self.up_block(x.reshape(b, h, w, c).permute(0, 3, 1, 2), text, cond, memo)
         return self.mlm_layer(x)
 
     def _pooled_condition(self, pooled_text_emb: torch.Tensor, micro_conds: torch.Tensor) -> torch.Tensor:
