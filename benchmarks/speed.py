@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import json
 import math
@@ -146,14 +147,12 @@ def random_image(resolution: int):
 def our_train_step(base, batch: int, checkpointing: bool):
     """Our training step exactly as train_adapter runs it; returns a no-argument callable."""
     from styledrop.adapters.config import AdapterConfig
-    from styledrop.train import ADAPTER_NAME, TrainConfig, build_training_set, train_step
+    from styledrop.train import ADAPTER_NAME, TrainConfig, prepare_training, train_step
 
     config = TrainConfig(batch_size=batch, gradient_checkpointing=checkpointing)
-    generator = torch.Generator().manual_seed(0)
-    adapter = base.new_adapter(ADAPTER_NAME, AdapterConfig(), generator)
-    data = build_training_set(base, [random_image(base.resolution)], [PROMPT], config, generator)
-    optimizer = torch.optim.AdamW(adapter.parameters(), lr=config.lr)
-    base.transformer.set_gradient_checkpointing(checkpointing)
+    generator = torch.Generator().manual_seed(config.seed)
+    image = random_image(base.resolution)
+    adapter, data, optimizer = prepare_training(base, [image], [PROMPT], AdapterConfig(), config, generator)
 
     def step():
         with base.adapters.route(ADAPTER_NAME):
@@ -204,6 +203,8 @@ def their_train_step(base, batch: int, cached_tokens: bool):
 
 @torch.no_grad()
 def vq_encode(vqvae, pixels: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, N) ids, as train_amused.py encodes (AmusedBase.encode_images needs our transformer,
+    which their step has dropped)."""
     return vqvae.quantize(vqvae.encode(pixels).latents)[2][2].reshape(pixels.shape[0], -1)
 
 
@@ -234,13 +235,9 @@ def our_sampler(base, impl: str, steps: int, images: int):
         adapter = "style"
         base.new_adapter(adapter, AdapterConfig(), torch.Generator().manual_seed(0))
     config = SampleConfig(steps=steps, batch_size=images)
-    return lambda k=steps: sample_images(base, adapter, [PROMPT] * images, list(range(images)), _with_steps(config, k))
-
-
-def _with_steps(config, steps: int):
-    import dataclasses
-
-    return dataclasses.replace(config, steps=steps)
+    return lambda k=steps: sample_images(
+        base, adapter, [PROMPT] * images, list(range(images)), dataclasses.replace(config, steps=k)
+    )
 
 
 def their_sampler(base, steps: int, images: int):

@@ -191,6 +191,18 @@ def train_step(
     return total
 
 
+def prepare_training(base: AmusedBase, images, prompts, adapter_config: AdapterConfig, config: TrainConfig, generator):
+    """A fresh adapter under ADAPTER_NAME, the encoded training set, the optimiser; gradient checkpointing set.
+    Returns (adapter, data, optimizer)."""
+    if ADAPTER_NAME in base.adapters:
+        base.adapters.remove(ADAPTER_NAME)
+    adapter = base.new_adapter(ADAPTER_NAME, adapter_config, generator)
+    data = build_training_set(base, images, prompts, config, generator)
+    optimizer = torch.optim.AdamW(adapter.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    base.transformer.set_gradient_checkpointing(config.gradient_checkpointing)
+    return adapter, data, optimizer
+
+
 # -- checkpoints ----------------------------------------------------------------------------------------------------
 def save_checkpoint(folder: Path, step: int, adapter: Adapter, optimizer, generator, config: TrainConfig) -> None:
     path = folder / CHECKPOINTS / f"step-{step:07d}"
@@ -245,12 +257,7 @@ def train_adapter(
     procs.barrier()
     log = log if procs.main else (lambda message: None)
     generator = torch.Generator().manual_seed(config.seed)
-    if ADAPTER_NAME in base.adapters:
-        base.adapters.remove(ADAPTER_NAME)
-    adapter = base.new_adapter(ADAPTER_NAME, adapter_config, generator)
-    data = build_training_set(base, images, prompts, config, generator)
-    optimizer = torch.optim.AdamW(adapter.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    base.transformer.set_gradient_checkpointing(config.gradient_checkpointing)
+    adapter, data, optimizer = prepare_training(base, images, prompts, adapter_config, config, generator)
 
     start = 0
     checkpoint = latest_checkpoint(out_dir) if resume else None

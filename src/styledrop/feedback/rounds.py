@@ -28,7 +28,7 @@ from ..errors import StyleDropError, check_ranges
 from ..fileio import read_json, remove_temporaries, write_json
 from ..images import center_square, load_image, save_png, to_pil, to_tensor
 from ..models.amused import AmusedBase
-from ..parallel import processes
+from ..parallel import Processes, processes
 from ..pipeline import SampleConfig, full_prompt, sample_images
 from ..train import CHECKPOINTS, TrainConfig, train_adapter
 from .picks import read_picks
@@ -156,15 +156,14 @@ def generate_pool(
     round_dir: Path,
     jobs: list[Job],
     sample: SampleConfig,
-    rank: int = 0,
-    world: int = 1,
+    procs: Processes = Processes(),
     progress: bool = True,
 ) -> int:
     """Generate this process's share of the pool (batch b goes to process b mod world), skipping batches
     whose images all exist. Returns how many images were made."""
     folder = pool_dir(round_dir)
     batches = [jobs[i : i + sample.batch_size] for i in range(0, len(jobs), sample.batch_size)]
-    todo = [b for b in batches[rank::world] if not all((folder / j.file).is_file() for j in b)]
+    todo = [b for b in batches[procs.rows(len(batches))] if not all((folder / j.file).is_file() for j in b)]
     for batch in tqdm(todo, desc="pool", disable=not progress or not todo):
         pixels = sample_images(base, STYLE, [j.prompt for j in batch], [j.seed for j in batch], sample)
         for job, image in zip(batch, pixels, strict=True):
@@ -339,7 +338,7 @@ def refine(
     base = load_base(card.base.source, device or procs.device or default_device())
     base.load_adapter(source, STYLE)
     jobs = pool_jobs(pool, card.style)
-    generated = generate_pool(base, round_dir, jobs, pool.sample, procs.rank, procs.world, progress)
+    generated = generate_pool(base, round_dir, jobs, pool.sample, procs, progress)
     procs.barrier()
     if not procs.main:
         return RoundResult(round_dir, generated, len(jobs))
