@@ -81,7 +81,16 @@ def round1(tiny_base, reference_image, tmp_path):
 def launch_two_processes(cli_args: list[str]) -> subprocess.CompletedProcess:
     """`styledrop CLI_ARGS` in two data-parallel CPU processes, launched by torchrun (the launcher that
     `accelerate launch --multi_gpu` runs; accelerate's own launcher starts one process on CPU)."""
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "styledrop.cli"]
-    # CPU matmuls sum in an order that depends on the thread count: give each process as many as this one has.
+    launch = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "styledrop.cli",
+    ]
+    # --standalone: a free port, so back-to-back launches never collide. CPU matmuls sum in an order that depends on the thread count: give each process as many as this one has.
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     return subprocess.run(launch + cli_args, env=env, capture_output=True, text=True)
