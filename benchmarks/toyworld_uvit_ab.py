@@ -1,0 +1,134 @@
+"""Which U-ViT target learns fastest? Fresh toy U-ViTs trained for the same wall time on the same scenes.
+
+Variants (all with the shipped base's VQ and text encoder; only the U-ViT is trained):
+- shipped: the shipped U-ViT's config, on the 2048 VQ codes;
+- wide: the conv path widened from 64 to 256 channels (the 2x2 downsampling squeezes 4 tokens into one cell);
+- merged256: the shipped config, on 256 groups of near-duplicate codes (k-means of the code vectors, as in
+  toyworld_tokens.py; decoding would use each group's centroid).
+
+Every `--every` steps, on held-out scenes of the training regions: cross-entropy and accuracy of the masked
+tokens at several masked fractions, and the accuracy at the level of the 256 groups, which compares the
+variants on one scale. Appends the curves to benchmarks/results/toyworld_uvit_ab.jsonl.
+
+    .venv/bin/python benchmarks/toyworld_uvit_ab.py --variant shipped --minutes 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import append_result  # noqa: E402
+from toyworld_tokens import group_logits, kmeans  # noqa: E402
+
+from styledrop.models.amused import AmusedBase, Conditioning, load_base  # noqa: E402
+from styledrop.models.uvit import UViT  # noqa: E402
+from styledrop.toyworld.metrics import render_pixels  # noqa: E402
+from styledrop.toyworld.world import sample_scenes  # noqa: E402
+from styledrop.train import drop_conditioning, masked_token_loss  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+CACHE = Path(__file__).parent.parent / "toyworld-build" / "data"
+VARIANTS = {"shipped": {}, "wide": {"block_out_channels": 256}, "merged256": {"codebook_size": 256, "vocab_size": 257}}
+
+
+def tokens_of(base, scenes, name: str) -> torch.Tensor:
+    """VQ tokens of the scenes, cached (rendering and encoding 20k scenes takes about two minutes)."""
+    path = CACHE / f"ab-{name}-{len(scenes)}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    tokens = torch.cat([base.encode_images(render_pixels(scenes[i : i + 1000])) for i in range(0, len(scenes), 1000)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(tokens, path)
+    return tokens
+
+
+@torch.no_grad()
+def evaluate(base, tokens, cond, groups, merged: bool, ratios) -> dict:
+    out = {}
+    for ratio in ratios:
+        mask = torch.rand(tokens.shape, generator=torch.Generator().manual_seed(5)) < ratio
+        target = (groups[tokens] if merged else tokens).flatten(1)[mask.flatten(1)]
+        logits = base.logits(torch.where(mask, base.mask_id, groups[tokens] if merged else tokens), cond)
+        picked = logits[mask.flatten(1)]
+        by_group = picked if merged else group_logits(picked, groups, 256)
+        true_groups = target if merged else groups[target]
+        out[f"{ratio:g}"] = {
+            "cross_entropy": round(torch.nn.functional.cross_entropy(picked, target).item(), 3),
+            "group_accuracy_256": round((by_group.argmax(-1) == true_groups).float().mean().item(), 3),
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", choices=sorted(VARIANTS), required=True)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--scenes", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--every", type=int, default=200)
+    parser.add_argument("--ratios", type=float, nargs="*", default=[0.1, 0.5, 0.9, 1.0])
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    shipped = load_base(None, "cpu")
+    groups = kmeans(shipped.vqvae.quantize.embedding.weight, 256, 30, torch.Generator().manual_seed(0))
+    scenes, test_scenes = sample_scenes(args.scenes, seed=201), sample_scenes(256, seed=999)
+    tokens, test_tokens = tokens_of(shipped, scenes, "train"), tokens_of(shipped, test_scenes, "test")
+    merged = args.variant == "merged256"
+    if merged:
+        tokens = groups[tokens]
+    prompts = sorted({s.prompt(True) for s in scenes + test_scenes} | {s.prompt(False) for s in scenes})
+    row = {p: i for i, p in enumerate(prompts)}
+    text, empty = shipped.condition(prompts), shipped.condition([""])
+    test_text = text.index(torch.tensor([row[s.prompt(True)] for s in test_scenes]))
+    test_cond = Conditioning(test_text.hidden, test_text.pooled, shipped.micro_conds(len(test_scenes)))
+
+    uvit = UViT(dataclasses.replace(shipped.config, **VARIANTS[args.variant]))
+    base = AmusedBase(uvit, shipped.vqvae, shipped.text_encoder, shipped.tokenizer, source="ab")
+    uvit.requires_grad_(True).train()
+    optimizer = torch.optim.AdamW(uvit.parameters(), lr=1e-3, weight_decay=0.01)  # the build's settings
+    generator, micro = torch.Generator().manual_seed(2), shipped.micro_conds(args.batch)
+    curve, step, start = [], 0, time.time()
+    while time.time() - start < args.minutes * 60:
+        for group in optimizer.param_groups:
+            group["lr"] = 1e-3 * min(1.0, (step + 1) / 200)
+        idx = torch.randint(len(scenes), (args.batch,), generator=generator)
+        plain = torch.rand(args.batch, generator=generator) < 0.25
+        batch_text = text.index(
+            torch.tensor([row[scenes[i].prompt(not p)] for i, p in zip(idx.tolist(), plain.tolist(), strict=True)])
+        )
+        cond, _ = drop_conditioning(Conditioning(batch_text.hidden, batch_text.pooled, micro), empty, 0.1, generator)
+        loss = masked_token_loss(base, tokens[idx], cond, None, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(uvit.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        if step % args.every == 0:
+            uvit.eval()
+            point = {"step": step, "seconds": round(time.time() - start)}
+            point.update(evaluate(base, test_tokens, test_cond, groups, merged, args.ratios))
+            uvit.train()
+            curve.append(point)
+            print(point, flush=True)
+    record = {
+        "variant": args.variant,
+        "changes": VARIANTS[args.variant],
+        "parameters": sum(p.numel() for p in uvit.parameters()),
+        "steps": step,
+        "seconds_per_step": round((time.time() - start) / step, 3),
+        "curve": curve,
+        "settings": vars(args),
+    }
+    append_result(RESULTS / "toyworld_uvit_ab.jsonl", record)
+
+
+if __name__ == "__main__":
+    main()
