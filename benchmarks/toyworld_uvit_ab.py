@@ -27,11 +27,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import append_result  # noqa: E402
 from toyworld_tokens import group_logits, kmeans  # noqa: E402
 
-from styledrop.models.amused import AmusedBase, Conditioning, load_base  # noqa: E402
+from styledrop.models.amused import AmusedBase, load_base  # noqa: E402
 from styledrop.models.uvit import UViT  # noqa: E402
+from styledrop.toyworld.build import BuildConfig, uvit_data, uvit_step  # noqa: E402
 from styledrop.toyworld.metrics import render_pixels  # noqa: E402
 from styledrop.toyworld.world import sample_scenes  # noqa: E402
-from styledrop.train import drop_conditioning, masked_token_loss  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 CACHE = Path(__file__).parent.parent / "toyworld-build" / "data"
@@ -54,8 +54,9 @@ def evaluate(base, tokens, cond, groups, merged: bool, ratios) -> dict:
     out = {}
     for ratio in ratios:
         mask = torch.rand(tokens.shape, generator=torch.Generator().manual_seed(5)) < ratio
-        target = (groups[tokens] if merged else tokens).flatten(1)[mask.flatten(1)]
-        logits = base.logits(torch.where(mask, base.mask_id, groups[tokens] if merged else tokens), cond)
+        ids = groups[tokens] if merged else tokens
+        target = ids.flatten(1)[mask.flatten(1)]
+        logits = base.logits(torch.where(mask, base.mask_id, ids), cond)
         picked = logits[mask.flatten(1)]
         by_group = picked if merged else group_logits(picked, groups, 256)
         true_groups = target if merged else groups[target]
@@ -84,32 +85,19 @@ def main() -> None:
     merged = args.variant == "merged256"
     if merged:
         tokens = groups[tokens]
-    prompts = sorted({s.prompt(True) for s in scenes + test_scenes} | {s.prompt(False) for s in scenes})
-    row = {p: i for i, p in enumerate(prompts)}
-    text, empty = shipped.condition(prompts), shipped.condition([""])
-    test_text = text.index(torch.tensor([row[s.prompt(True)] for s in test_scenes]))
-    test_cond = Conditioning(test_text.hidden, test_text.pooled, shipped.micro_conds(len(test_scenes)))
+    test_cond = shipped.condition([s.prompt(True) for s in test_scenes])
 
     uvit = UViT(dataclasses.replace(shipped.config, **VARIANTS[args.variant]))
     base = AmusedBase(uvit, shipped.vqvae, shipped.text_encoder, shipped.tokenizer, source="ab")
     uvit.requires_grad_(True).train()
-    optimizer = torch.optim.AdamW(uvit.parameters(), lr=1e-3, weight_decay=0.01)  # the build's settings
-    generator, micro = torch.Generator().manual_seed(2), shipped.micro_conds(args.batch)
+    config = BuildConfig(uvit_batch=args.batch)
+    optimizer = torch.optim.AdamW(uvit.parameters(), lr=config.uvit_lr, weight_decay=0.01)  # as the build
+    data, generator = uvit_data(base, scenes, tokens, config), torch.Generator().manual_seed(2)
     curve, step, start = [], 0, time.time()
     while time.time() - start < args.minutes * 60:
         for group in optimizer.param_groups:
-            group["lr"] = 1e-3 * min(1.0, (step + 1) / 200)
-        idx = torch.randint(len(scenes), (args.batch,), generator=generator)
-        plain = torch.rand(args.batch, generator=generator) < 0.25
-        batch_text = text.index(
-            torch.tensor([row[scenes[i].prompt(not p)] for i, p in zip(idx.tolist(), plain.tolist(), strict=True)])
-        )
-        cond, _ = drop_conditioning(Conditioning(batch_text.hidden, batch_text.pooled, micro), empty, 0.1, generator)
-        loss = masked_token_loss(base, tokens[idx], cond, None, generator)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(uvit.parameters(), 1.0)
-        optimizer.step()
+            group["lr"] = config.uvit_lr * min(1.0, (step + 1) / 200)
+        uvit_step(base, data, optimizer, config, generator)
         step += 1
         if step % args.every == 0:
             uvit.eval()

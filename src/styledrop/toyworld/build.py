@@ -349,9 +349,42 @@ def uvit_config(config: BuildConfig, text_dim: int) -> UViTConfig:
     )
 
 
-def train_uvit(work: Path, config: BuildConfig, vq, clip, deadline: float, progress: bool = True):
-    from ..models.amused import AmusedBase, Conditioning
+def uvit_step(base, data: dict, optimizer, config: BuildConfig, generator: torch.Generator) -> float:
+    """One masked-token step of the base's U-ViT on a batch of the pool. data: scenes, their tokens, a row of
+    `text` per prompt (`prompts`), the empty prompt's conditioning and micro-conditioning for one batch."""
+    from ..models.amused import Conditioning
     from ..train import drop_conditioning, masked_token_loss
+
+    idx = torch.randint(len(data["scenes"]), (config.uvit_batch,), generator=generator)
+    plain = torch.rand(config.uvit_batch, generator=generator) < config.plain_prompt_rate
+    rows = [data["prompts"][data["scenes"][i].prompt(not p)] for i, p in zip(idx.tolist(), plain.tolist(), strict=True)]
+    text = data["text"].index(torch.tensor(rows))
+    cond, _ = drop_conditioning(
+        Conditioning(text.hidden, text.pooled, data["micro"]), data["empty"], config.cond_dropout, generator
+    )
+    loss = masked_token_loss(base, data["tokens"][idx], cond, None, generator)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(base.transformer.parameters(), 1.0)
+    optimizer.step()
+    return loss.item()
+
+
+def uvit_data(base, scenes, tokens: torch.Tensor, config: BuildConfig) -> dict:
+    """What uvit_step draws from: every prompt of the scenes (with and without style) encoded once."""
+    prompts = sorted({s.prompt(True) for s in scenes} | {s.prompt(False) for s in scenes})
+    return dict(
+        scenes=scenes,
+        tokens=tokens,
+        prompts={p: i for i, p in enumerate(prompts)},
+        text=base.condition(prompts),
+        empty=base.condition([""]),
+        micro=base.micro_conds(config.uvit_batch),
+    )
+
+
+def train_uvit(work: Path, config: BuildConfig, vq, clip, deadline: float, progress: bool = True):
+    from ..models.amused import AmusedBase
 
     generator = torch.Generator().manual_seed(config.seed + 2)
     torch.manual_seed(config.seed + 2)
@@ -361,44 +394,17 @@ def train_uvit(work: Path, config: BuildConfig, vq, clip, deadline: float, progr
     base = AmusedBase(uvit, vq.eval(), text_encoder, tok, source="toyworld-build")
     uvit.requires_grad_(True).train()
     optimizer = torch.optim.AdamW(uvit.parameters(), lr=config.uvit_lr, weight_decay=0.01)
-    state = {}
-
-    def prepare():
-        scenes, renders = scene_pool(work, config)
-        with torch.no_grad():
-            tokens = torch.cat(
-                [base.encode_images(array_to_tensor(renders[i : i + 500])) for i in range(0, len(renders), 500)]
-            )
-        prompts = sorted({s.prompt(True) for s in scenes} | {s.prompt(False) for s in scenes})
-        text = base.condition(prompts)
-        state.update(
-            scenes=scenes,
-            tokens=tokens,
-            prompts={p: i for i, p in enumerate(prompts)},
-            text=text,
-            empty=base.condition([""]),
-            micro=base.micro_conds(config.uvit_batch),
-        )
+    data = {}
 
     def step_fn(step: int) -> dict:
-        if not state:
-            prepare()
-        idx = torch.randint(len(state["scenes"]), (config.uvit_batch,), generator=generator)
-        plain = torch.rand(config.uvit_batch, generator=generator) < config.plain_prompt_rate
-        rows = [
-            state["prompts"][state["scenes"][i].prompt(not p)]
-            for i, p in zip(idx.tolist(), plain.tolist(), strict=True)
-        ]
-        text = state["text"].index(torch.tensor(rows))
-        cond, _ = drop_conditioning(
-            Conditioning(text.hidden, text.pooled, state["micro"]), state["empty"], config.cond_dropout, generator
-        )
-        loss = masked_token_loss(base, state["tokens"][idx], cond, None, generator)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(uvit.parameters(), 1.0)
-        optimizer.step()
-        return {"loss": loss.item()}
+        if not data:
+            scenes, renders = scene_pool(work, config)
+            with torch.no_grad():
+                tokens = torch.cat(
+                    [base.encode_images(array_to_tensor(renders[i : i + 500])) for i in range(0, len(renders), 500)]
+                )
+            data.update(uvit_data(base, scenes, tokens, config))
+        return {"loss": uvit_step(base, data, optimizer, config, generator)}
 
     meta = {"stage": "uvit", "config": asdict(config), "lr": config.uvit_lr}
     if run_stage(
