@@ -83,15 +83,18 @@ def masked_prediction(
     return result
 
 
+def group_means(points: torch.Tensor, groups: torch.Tensor, k: int, empty: torch.Tensor) -> torch.Tensor:
+    """(k, d) mean of each group's points; a group without points takes its row of `empty`."""
+    sums = torch.zeros(k, points.shape[1], dtype=points.dtype).index_add_(0, groups, points)
+    counts = torch.bincount(groups, minlength=k)[:, None]
+    return torch.where(counts > 0, sums / counts.clamp_min(1), empty)
+
+
 def kmeans(points: torch.Tensor, k: int, iterations: int, generator: torch.Generator) -> torch.Tensor:
     """(n, d) points -> (n,) group of each point."""
     centroids = points[torch.randperm(len(points), generator=generator)[:k]].clone()
     for _ in range(iterations):
-        groups = torch.cdist(points, centroids).argmin(1)
-        for g in range(k):
-            members = points[groups == g]
-            if len(members):
-                centroids[g] = members.mean(0)
+        centroids = group_means(points, torch.cdist(points, centroids).argmin(1), k, centroids)
     return torch.cdist(points, centroids).argmin(1)
 
 
@@ -102,9 +105,7 @@ def merged_reconstruction(base, ruler, pixels, families, k: int | None, seed: in
     original = weight.clone()
     if k is not None:
         groups = kmeans(original, k, 30, torch.Generator().manual_seed(seed))
-        sums = torch.zeros(k, original.shape[1]).index_add_(0, groups, original)
-        centroids = sums / torch.bincount(groups, minlength=k).clamp_min(1)[:, None]
-        weight.copy_(centroids[groups])
+        weight.copy_(group_means(original, groups, k, original[:k])[groups])
     try:
         recon = base.decode_tokens(base.encode_images(pixels))
     finally:

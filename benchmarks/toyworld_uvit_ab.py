@@ -29,32 +29,21 @@ from toyworld_tokens import group_logits, kmeans  # noqa: E402
 
 from styledrop.models.amused import AmusedBase, load_base  # noqa: E402
 from styledrop.models.uvit import UViT  # noqa: E402
-from styledrop.toyworld.build import BuildConfig, uvit_data, uvit_step  # noqa: E402
+from styledrop.toyworld.build import BuildConfig, pool_tokens, scene_pool, uvit_data, uvit_step  # noqa: E402
 from styledrop.toyworld.metrics import render_pixels  # noqa: E402
 from styledrop.toyworld.world import sample_scenes  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-CACHE = Path(__file__).parent.parent / "toyworld-build" / "data"
+WORK = Path(__file__).parent.parent / "toyworld-build"  # the build's pool cache (toyworld-build/data)
 VARIANTS = {"shipped": {}, "wide": {"block_out_channels": 256}, "merged256": {"codebook_size": 256, "vocab_size": 257}}
-
-
-def tokens_of(base, scenes, name: str) -> torch.Tensor:
-    """VQ tokens of the scenes, cached (rendering and encoding 20k scenes takes about two minutes)."""
-    path = CACHE / f"ab-{name}-{len(scenes)}.pt"
-    if path.is_file():
-        return torch.load(path, weights_only=True)
-    tokens = torch.cat([base.encode_images(render_pixels(scenes[i : i + 1000])) for i in range(0, len(scenes), 1000)])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(tokens, path)
-    return tokens
 
 
 @torch.no_grad()
 def evaluate(base, tokens, cond, groups, merged: bool, ratios) -> dict:
     out = {}
+    ids = groups[tokens] if merged else tokens
     for ratio in ratios:
         mask = torch.rand(tokens.shape, generator=torch.Generator().manual_seed(5)) < ratio
-        ids = groups[tokens] if merged else tokens
         target = ids.flatten(1)[mask.flatten(1)]
         logits = base.logits(torch.where(mask, base.mask_id, ids), cond)
         picked = logits[mask.flatten(1)]
@@ -80,8 +69,10 @@ def main() -> None:
     torch.manual_seed(0)
     shipped = load_base(None, "cpu")
     groups = kmeans(shipped.vqvae.quantize.embedding.weight, 256, 30, torch.Generator().manual_seed(0))
-    scenes, test_scenes = sample_scenes(args.scenes, seed=201), sample_scenes(256, seed=999)
-    tokens, test_tokens = tokens_of(shipped, scenes, "train"), tokens_of(shipped, test_scenes, "test")
+    config = BuildConfig(pool=args.scenes, uvit_batch=args.batch)
+    scenes, renders = scene_pool(WORK, config)  # the build's first scenes (the same seed)
+    tokens, test_scenes = pool_tokens(shipped, renders), sample_scenes(256, seed=999)
+    test_tokens = shipped.encode_images(render_pixels(test_scenes))
     merged = args.variant == "merged256"
     if merged:
         tokens = groups[tokens]
@@ -90,7 +81,6 @@ def main() -> None:
     uvit = UViT(dataclasses.replace(shipped.config, **VARIANTS[args.variant]))
     base = AmusedBase(uvit, shipped.vqvae, shipped.text_encoder, shipped.tokenizer, source="ab")
     uvit.requires_grad_(True).train()
-    config = BuildConfig(uvit_batch=args.batch)
     optimizer = torch.optim.AdamW(uvit.parameters(), lr=config.uvit_lr, weight_decay=0.01)  # as the build
     data, generator = uvit_data(base, scenes, tokens, config), torch.Generator().manual_seed(2)
     curve, step, start = [], 0, time.time()

@@ -370,6 +370,12 @@ def uvit_step(base, data: dict, optimizer, config: BuildConfig, generator: torch
     return loss.item()
 
 
+@torch.no_grad()
+def pool_tokens(base, renders: np.ndarray) -> torch.Tensor:
+    """(n, 32, 32, 3) uint8 renders -> (n, h, w) VQ tokens, encoded 500 at a time."""
+    return torch.cat([base.encode_images(array_to_tensor(renders[i : i + 500])) for i in range(0, len(renders), 500)])
+
+
 def uvit_data(base, scenes, tokens: torch.Tensor, config: BuildConfig) -> dict:
     """What uvit_step draws from: every prompt of the scenes (with and without style) encoded once."""
     prompts = sorted({s.prompt(True) for s in scenes} | {s.prompt(False) for s in scenes})
@@ -399,11 +405,7 @@ def train_uvit(work: Path, config: BuildConfig, vq, clip, deadline: float, progr
     def step_fn(step: int) -> dict:
         if not data:
             scenes, renders = scene_pool(work, config)
-            with torch.no_grad():
-                tokens = torch.cat(
-                    [base.encode_images(array_to_tensor(renders[i : i + 500])) for i in range(0, len(renders), 500)]
-                )
-            data.update(uvit_data(base, scenes, tokens, config))
+            data.update(uvit_data(base, scenes, pool_tokens(base, renders), config))
         return {"loss": uvit_step(base, data, optimizer, config, generator)}
 
     meta = {"stage": "uvit", "config": asdict(config), "lr": config.uvit_lr}
