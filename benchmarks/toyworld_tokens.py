@@ -29,6 +29,7 @@ from common import append_result  # noqa: E402
 
 from styledrop.models.amused import load_base  # noqa: E402
 from styledrop.toyworld.build import ASSETS  # noqa: E402
+from styledrop.toyworld.codebook import group_means, kmeans  # noqa: E402
 from styledrop.toyworld.metrics import Ruler, render_pixels  # noqa: E402
 from styledrop.toyworld.render import FAMILIES, Scene  # noqa: E402
 from styledrop.toyworld.world import sample_content, sample_style  # noqa: E402
@@ -81,21 +82,6 @@ def masked_prediction(
         by_group = group_logits(picked, groups, k)
         result[f"group_accuracy_{k}"] = round((by_group.argmax(-1) == groups[target]).float().mean().item(), 3)
     return result
-
-
-def group_means(points: torch.Tensor, groups: torch.Tensor, k: int, empty: torch.Tensor) -> torch.Tensor:
-    """(k, d) mean of each group's points; a group without points takes its row of `empty`."""
-    sums = torch.zeros(k, points.shape[1], dtype=points.dtype).index_add_(0, groups, points)
-    counts = torch.bincount(groups, minlength=k)[:, None]
-    return torch.where(counts > 0, sums / counts.clamp_min(1), empty)
-
-
-def kmeans(points: torch.Tensor, k: int, iterations: int, generator: torch.Generator) -> torch.Tensor:
-    """(n, d) points -> (n,) group of each point."""
-    centroids = points[torch.randperm(len(points), generator=generator)[:k]].clone()
-    for _ in range(iterations):
-        centroids = group_means(points, torch.cdist(points, centroids).argmin(1), k, centroids)
-    return torch.cdist(points, centroids).argmin(1)
 
 
 @torch.no_grad()

@@ -3,12 +3,16 @@
 Variants (all with the shipped base's VQ and text encoder; only the U-ViT is trained):
 - shipped: the shipped U-ViT's config, on the 2048 VQ codes;
 - wide: the conv path widened from 64 to 256 channels (the 2x2 downsampling squeezes 4 tokens into one cell);
-- merged256: the shipped config, on 256 groups of near-duplicate codes (k-means of the code vectors, as in
-  toyworld_tokens.py; decoding would use each group's centroid).
+- merged256: the shipped config, on 256 groups of near-duplicate codes (the VQ's codebook merged by k-means,
+  styledrop.toyworld.codebook; each group decodes as its centroid);
+- merged256_fullres: merged256 plus one ConvNeXt block at the 16x16 token grid on each side of the 2x2
+  down/up-sampling, joined by a skip (UViTConfig.full_resolution_blocks).
 
 Every `--every` steps, on held-out scenes of the training regions: cross-entropy and accuracy of the masked
 tokens at several masked fractions, and the accuracy at the level of the 256 groups, which compares the
-variants on one scale. Appends the curves to benchmarks/results/toyworld_uvit_ab.jsonl.
+variants on one scale. At the end, the base's bar (evaluate.base_quality: asked shape and colour on plain
+prompts, named family honoured) on `--per-content` samples of every shape x colour. Appends the curves to
+benchmarks/results/toyworld_uvit_ab.jsonl.
 
     .venv/bin/python benchmarks/toyworld_uvit_ab.py --variant shipped --minutes 10
 """
@@ -25,17 +29,26 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import append_result  # noqa: E402
-from toyworld_tokens import group_logits, kmeans  # noqa: E402
+from toyworld_tokens import group_logits  # noqa: E402
 
 from styledrop.models.amused import AmusedBase, load_base  # noqa: E402
 from styledrop.models.uvit import UViT  # noqa: E402
-from styledrop.toyworld.build import BuildConfig, pool_tokens, scene_pool, uvit_data, uvit_step  # noqa: E402
-from styledrop.toyworld.metrics import render_pixels  # noqa: E402
+from styledrop.pipeline import SampleConfig  # noqa: E402
+from styledrop.toyworld.build import ASSETS, BuildConfig, pool_tokens, scene_pool, uvit_data, uvit_step  # noqa: E402
+from styledrop.toyworld.codebook import kmeans, merge_codebook  # noqa: E402
+from styledrop.toyworld.evaluate import base_quality  # noqa: E402
+from styledrop.toyworld.metrics import Ruler, render_pixels  # noqa: E402
 from styledrop.toyworld.world import sample_scenes  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 WORK = Path(__file__).parent.parent / "toyworld-build"  # the build's pool cache (toyworld-build/data)
-VARIANTS = {"shipped": {}, "wide": {"block_out_channels": 256}, "merged256": {"codebook_size": 256, "vocab_size": 257}}
+MERGED = {"codebook_size": 256, "vocab_size": 257}
+VARIANTS = {
+    "shipped": {},
+    "wide": {"block_out_channels": 256},
+    "merged256": MERGED,
+    "merged256_fullres": {**MERGED, "full_resolution_blocks": 1},
+}
 
 
 @torch.no_grad()
@@ -64,6 +77,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--every", type=int, default=200)
     parser.add_argument("--ratios", type=float, nargs="*", default=[0.1, 0.5, 0.9, 1.0])
+    parser.add_argument("--per-content", type=int, default=1, help="samples per shape x colour for the bar")
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -71,15 +85,15 @@ def main() -> None:
     groups = kmeans(shipped.vqvae.quantize.embedding.weight, 256, 30, torch.Generator().manual_seed(0))
     config = BuildConfig(pool=args.scenes, uvit_batch=args.batch)
     scenes, renders = scene_pool(WORK, config)  # the build's first scenes (the same seed)
-    tokens, test_scenes = pool_tokens(shipped, renders), sample_scenes(256, seed=999)
+    changes = VARIANTS[args.variant]
+    merged = changes.get("codebook_size") == 256
+    vq = merge_codebook(shipped.vqvae, 256, seed=0) if merged else shipped.vqvae  # the same k-means as `groups`
+    uvit = UViT(dataclasses.replace(shipped.config, **changes))
+    base = AmusedBase(uvit, vq, shipped.text_encoder, shipped.tokenizer, source="ab")
+    tokens, test_scenes = pool_tokens(base, renders), sample_scenes(256, seed=999)
     test_tokens = shipped.encode_images(render_pixels(test_scenes))
-    merged = args.variant == "merged256"
-    if merged:
-        tokens = groups[tokens]
     test_cond = shipped.condition([s.prompt(True) for s in test_scenes])
 
-    uvit = UViT(dataclasses.replace(shipped.config, **VARIANTS[args.variant]))
-    base = AmusedBase(uvit, shipped.vqvae, shipped.text_encoder, shipped.tokenizer, source="ab")
     uvit.requires_grad_(True).train()
     optimizer = torch.optim.AdamW(uvit.parameters(), lr=config.uvit_lr, weight_decay=0.01)  # as the build
     data, generator = uvit_data(base, scenes, tokens, config), torch.Generator().manual_seed(2)
@@ -96,6 +110,9 @@ def main() -> None:
             uvit.train()
             curve.append(point)
             print(point, flush=True)
+    uvit.eval()
+    quality = base_quality(base, Ruler.load(ASSETS), args.per_content, SampleConfig(steps=12, batch_size=64))
+    print({"plain": quality.plain, "family": quality.family}, flush=True)
     record = {
         "variant": args.variant,
         "changes": VARIANTS[args.variant],
@@ -103,6 +120,7 @@ def main() -> None:
         "steps": step,
         "seconds_per_step": round((time.time() - start) / step, 3),
         "curve": curve,
+        "bar": {"plain": quality.plain, "family": quality.family},
         "settings": vars(args),
     }
     append_result(RESULTS / "toyworld_uvit_ab.jsonl", record)

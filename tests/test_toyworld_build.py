@@ -1,7 +1,10 @@
+import dataclasses
 import math
 
+import pytest
 import torch
 
+from styledrop.errors import StyleDropError
 from styledrop.toyworld.build import BuildConfig, load_weights, train_vq, vq_model
 
 TINY = BuildConfig(
@@ -38,12 +41,37 @@ def test_the_exported_base_loads_and_samples_at_32_pixels_from_a_16x16_token_gri
     from styledrop.models.amused import load_base
     from styledrop.models.uvit import UViT
     from styledrop.pipeline import SampleConfig, sample_images
-    from styledrop.toyworld.build import clip_model, export_base, tokenizer, uvit_config
+    from styledrop.toyworld.build import clip_model, export_base, token_vq, tokenizer, uvit_config
 
     config = BuildConfig()
     clip = clip_model(len(tokenizer(tmp_path)))
-    export_base(tmp_path, vq_model(config), clip, UViT(uvit_config(config, clip.config.projection_dim)), tmp_path)
+    uvit = UViT(uvit_config(config, clip.config.projection_dim))
+    export_base(tmp_path, token_vq(vq_model(config), config), clip, uvit, tmp_path)
     base = load_base(str(tmp_path / "base"))
     assert (base.config.token_grid, base.resolution) == (16, 32)
     images = sample_images(base, None, ["a red star in striped style"], [0], SampleConfig(steps=2))
     assert images.shape == (1, 3, 32, 32)
+
+
+def test_an_interrupted_uvit_stage_resumes_to_the_same_weights(tmp_path):
+    """The U-ViT stage on merged codes: stopped after every step and resumed, it ends where one run ends."""
+    from styledrop.models.uvit import UViT
+    from styledrop.toyworld.build import train_clip, train_uvit, uvit_config
+
+    config = dataclasses.replace(
+        TINY, pool=16, clip_steps=2, clip_batch=4, token_groups=8, uvit_steps=3, uvit_batch=4
+    )
+    finals = []
+    for work, deadline in ((tmp_path / "whole", math.inf), (tmp_path / "cut", 0.0)):
+        vq = train_vq(work, config, math.inf, progress=False)
+        clip = train_clip(work, config, math.inf, progress=False)
+        runs = 1
+        while (uvit := train_uvit(work, config, vq, clip, deadline, progress=False)) is None:
+            runs += 1
+        finals.append((runs, uvit.state_dict()))
+    (whole_runs, whole), (cut_runs, cut) = finals
+    assert (whole_runs, cut_runs) == (1, config.uvit_steps)
+    assert uvit_config(config, 128).codebook_size == 8 and isinstance(uvit, UViT)
+    assert all(torch.equal(whole[k], cut[k]) for k in whole)
+    with pytest.raises(StyleDropError, match="another architecture"):
+        train_uvit(tmp_path / "whole", dataclasses.replace(config, token_groups=16), vq, clip, math.inf, False)

@@ -103,3 +103,26 @@ def test_memo_reuses_the_text_side_work_and_changes_nothing():
     with torch.no_grad():
         expected = model(tokens.flip(0), hidden, pooled, micro)
     torch.testing.assert_close(other_tokens, expected, rtol=0, atol=0)
+
+
+def test_full_resolution_blocks_carry_neighbours_past_the_downsampling():
+    # With the 8x8 path silenced (the upsampling's weights zeroed), the logits come from the full-resolution
+    # blocks alone: a token's neighbour changes them, a token beyond the blocks' 5x5 reach does not (with their
+    # global response norms, a statistic of the whole grid, switched off).
+    config = UViTConfig.from_dict(dict(SMALL, downsample=True, upsample=True, full_resolution_blocks=1))
+    model = UViT(config).eval()
+    randomize_(model, std=0.1)
+    torch.nn.init.zeros_(model.up_block.upsample.conv.weight)
+    for block in (*model.full_resolution_down, *model.full_resolution_up):
+        torch.nn.init.zeros_(block.channelwise_norm.gamma)
+    tokens, text, pooled, micro = inputs(batch=1)
+    with torch.no_grad():
+        before = model(tokens, text, pooled, micro)[0, :, 4, 4]
+        for position, reaches in (((4, 5), True), ((0, 0), False)):
+            changed = tokens.clone()
+            changed[0, position[0], position[1]] = (changed[0, position[0], position[1]] + 1) % 32
+            after = model(changed, text, pooled, micro)[0, :, 4, 4]
+            assert (after - before).abs().max().item() > 1e-6 if reaches else torch.equal(after, before)
+    assert not UViTConfig.from_dict(SMALL).full_resolution_blocks  # upstream configs lack the key
+    with pytest.raises(ValueError, match="full_resolution_blocks"):
+        UViTConfig.from_dict(dict(SMALL, full_resolution_blocks=1))

@@ -55,6 +55,10 @@ class UViTConfig:
     # interior looks the same everywhere; measured in the shapes world, a small U-ViT without it drew the asked
     # shape 43% of the time after 12k steps.
     position_embedding: bool = False
+    # Also not in upstream: ConvNeXt blocks at the token grid's own resolution, before the 2x2 downsampling and
+    # after the upsampling, joined by a skip. Without them, a token's neighbours reach its prediction only
+    # through the squeeze of four tokens into one transformer cell.
+    full_resolution_blocks: int = 0
 
     def __post_init__(self):
         if self.hidden_size % self.num_attention_heads:
@@ -65,6 +69,8 @@ class UViTConfig:
             raise ValueError("vocab_size must exceed codebook_size (the mask token lives above the codebook)")
         if self.micro_cond_embed_dim % self.micro_cond_encode_dim:
             raise ValueError("micro_cond_embed_dim must be a multiple of micro_cond_encode_dim")
+        if self.full_resolution_blocks and not (self.downsample and self.upsample):
+            raise ValueError("full_resolution_blocks needs downsample and upsample (without them every block is)")
 
     @classmethod
     def from_dict(cls, config: dict) -> UViTConfig:
@@ -346,6 +352,10 @@ class UViT(nn.Module):
             grid = (1, cfg.block_out_channels, cfg.sample_size, cfg.sample_size)
             self.position_embedding = nn.Parameter(torch.randn(grid) * 0.02)
         self.cond_embed = CondEmbed(cfg.micro_cond_embed_dim + cfg.cond_embed_dim, cfg.hidden_size, bias)
+        if cfg.full_resolution_blocks:
+            c, n = cfg.block_out_channels, cfg.full_resolution_blocks
+            self.full_resolution_down = nn.ModuleList(ConvNextBlock(c, cfg) for _ in range(n))
+            self.full_resolution_up = nn.ModuleList(ConvNextBlock(c, cfg) for _ in range(n))
         self.down_block = UViTBlock(cfg, downsample=cfg.downsample, upsample=False)
         self.project_to_hidden_norm = RMSNorm(cfg.block_out_channels, cfg.layer_norm_eps, cfg.ln_elementwise_affine)
         self.project_to_hidden = nn.Linear(cfg.block_out_channels, cfg.hidden_size, bias=bias)
@@ -374,6 +384,11 @@ class UViT(nn.Module):
         x = self.embed(input_ids)
         if self.config.position_embedding:
             x = x + self.position_embedding.to(x.dtype)
+        full_resolution = self.config.full_resolution_blocks > 0
+        if full_resolution:
+            for block in self.full_resolution_down:
+                x = block(x, cond)
+            skip = x
         x = self.down_block(x, text, cond, memo)
         b, c, h, w = x.shape
         x = self.project_to_hidden(self.project_to_hidden_norm(x.permute(0, 2, 3, 1).reshape(b, h * w, c)))
@@ -384,6 +399,10 @@ class UViT(nn.Module):
                 x = layer(x, text, cond, memo)
         x = self.project_from_hidden(self.project_from_hidden_norm(x))
         x = self.up_block(x.reshape(b, h, w, c).permute(0, 3, 1, 2), text, cond, memo)
+        if full_resolution:
+            x = x + skip
+            for block in self.full_resolution_up:
+                x = block(x, cond)
         return self.mlm_layer(x)
 
     def _pooled_condition(self, pooled_text_emb: torch.Tensor, micro_conds: torch.Tensor) -> torch.Tensor:

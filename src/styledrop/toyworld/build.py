@@ -1,8 +1,8 @@
 """Building the shapes-world base model, reproducibly from a seed, in resumable stages.
 
 Stages run in order: `vq` (diffusers VQModel on renders and random textures), `clip` (a tiny transformers
-CLIPModel trained contrastively on renders and prompts), `uvit` (our U-ViT, masked-token objective with
-conditioning dropout). Each stage checkpoints to WORK/<stage>/ (safetensors + JSON) and stops cleanly at a
+CLIPModel trained contrastively on renders and prompts), `oracle`, `uvit` (our U-ViT, masked-token objective
+with conditioning dropout, on the VQ's codes merged into `token_groups` groups; the shipped VQ is the merged one). Each stage checkpoints to WORK/<stage>/ (safetensors + JSON) and stops cleanly at a
 time budget; running the build again continues where it stopped. A finished stage keeps its weights only.
 """
 
@@ -25,6 +25,7 @@ from ..fileio import replace_dir, write_json
 from ..images import array_to_tensor
 from ..models.clip import Preprocess
 from ..models.uvit import UViT, UViTConfig
+from .codebook import merge_codebook
 from .oracle import OracleConfig, load_oracle, save_oracle, train_oracle
 from .render import COLOUR_NAMES, FAMILIES, SHAPES
 from .world import random_textures, render_all, sample_scenes
@@ -47,9 +48,16 @@ class BuildConfig:
     clip_steps: int = 2_000
     clip_batch: int = 256
     clip_lr: float = 1e-3
-    uvit_steps: int = 6_000
+    # The U-ViT's target: the VQ's codebook merged by k-means into this many groups (0: all codes). The conv
+    # encoder picks among near-duplicate codes by a token's surroundings, so the exact code is barely
+    # predictable from context (benchmarks/toyworld_tokens.py); 256 groups keep the family readable.
+    token_groups: int = 256
+    uvit_steps: int = 14_000
     uvit_batch: int = 64
     uvit_lr: float = 1e-3
+    # ConvNeXt blocks at the 16x16 token grid on each side of the U-ViT's 2x2 resampling (UViTConfig): 0, as
+    # measured by benchmarks/toyworld_uvit_ab.py (merged256_fullres learned no faster per second).
+    uvit_full_resolution_blocks: int = 0
     plain_prompt_rate: float = 0.25  # prompts without the style descriptor, so "a red star" means something
     cond_dropout: float = 0.1
     save_every_s: float = 300.0
@@ -73,6 +81,11 @@ def vq_model(config: BuildConfig):
         lookup_from_codebook=True,
         force_upcast=False,
     )
+
+
+def token_vq(vq, config: BuildConfig):
+    """The VQ whose codes the U-ViT predicts, and that the base ships: vq with its codebook merged."""
+    return merge_codebook(vq, config.token_groups, config.seed) if config.token_groups else vq
 
 
 def cosine_lr(step: int, total: int, peak: float, warmup: int = 200) -> float:
@@ -104,7 +117,10 @@ def run_stage(
     step = 0
     checkpointed = {**modules, **(running or {})}
     if is_complete(folder):
-        if read_meta(folder).get("done"):
+        saved = read_meta(folder)
+        if saved.get("architecture", meta.get("architecture")) != meta.get("architecture"):
+            raise StyleDropError(f"{folder}: a checkpoint of another architecture; move it away to start over")
+        if saved.get("done"):
             load_weights(folder, modules)
             return True
         step = int(load_state(folder, checkpointed, optimizer, generator)["step"])
@@ -327,14 +343,15 @@ def token_grid(config: BuildConfig) -> int:
 
 def uvit_config(config: BuildConfig, text_dim: int) -> UViTConfig:
     grid = token_grid(config)
+    codes = config.token_groups or config.codebook_size
     return UViTConfig(
         hidden_size=128,
         cond_embed_dim=text_dim,
         micro_cond_encode_dim=16,
         micro_cond_embed_dim=80,
         encoder_hidden_size=text_dim,
-        vocab_size=config.codebook_size + 1,
-        codebook_size=config.codebook_size,
+        vocab_size=codes + 1,
+        codebook_size=codes,
         in_channels=64,
         block_out_channels=64,
         num_res_blocks=1,
@@ -346,6 +363,7 @@ def uvit_config(config: BuildConfig, text_dim: int) -> UViTConfig:
         downsample=grid > 8,  # the transformer layers always see 8x8 positions; a 16x16 grid is halved
         upsample=grid > 8,
         position_embedding=True,
+        full_resolution_blocks=config.uvit_full_resolution_blocks if grid > 8 else 0,
     )
 
 
@@ -397,7 +415,7 @@ def train_uvit(work: Path, config: BuildConfig, vq, clip, deadline: float, progr
     tok = tokenizer(work)
     text_encoder = text_encoder_from_clip(clip)
     uvit = UViT(uvit_config(config, clip.config.projection_dim))
-    base = AmusedBase(uvit, vq.eval(), text_encoder, tok, source="toyworld-build")
+    base = AmusedBase(uvit, token_vq(vq.eval(), config), text_encoder, tok, source="toyworld-build")
     uvit.requires_grad_(True).train()
     optimizer = torch.optim.AdamW(uvit.parameters(), lr=config.uvit_lr, weight_decay=0.01)
     data = {}
@@ -408,7 +426,7 @@ def train_uvit(work: Path, config: BuildConfig, vq, clip, deadline: float, progr
             data.update(uvit_data(base, scenes, pool_tokens(base, renders), config))
         return {"loss": uvit_step(base, data, optimizer, config, generator)}
 
-    meta = {"stage": "uvit", "config": asdict(config), "lr": config.uvit_lr}
+    meta = {"stage": "uvit", "config": asdict(config), "lr": config.uvit_lr, "architecture": uvit.config.to_dict()}
     if run_stage(
         work,
         "uvit",
@@ -461,7 +479,7 @@ def export_ruler(work: Path, clip, oracle, dest: Path = ASSETS) -> None:
 
 
 def export_base(work: Path, vq, clip, uvit, dest: Path = ASSETS) -> Path:
-    """The default base, in the aMUSEd folder layout that `load_base` reads."""
+    """The default base, in the aMUSEd folder layout that `load_base` reads. vq: the U-ViT's (`token_vq`)."""
     from ..models.tiny import save_transformer, write_model_index
 
     def write(tmp: Path) -> None:
@@ -487,7 +505,8 @@ def export_checkpoint(work: str | Path, dest: str | Path, config: BuildConfig = 
         raise StyleDropError(f"{work}: no U-ViT checkpoint beside finished VQ and CLIP stages")
     uvit = UViT(uvit_config(config, clip.config.projection_dim))
     load_module_tensors(load_file(work / "uvit" / STATE), {"uvit": uvit})
-    return export_base(work, vq, clip, uvit.eval(), Path(dest)), int(read_meta(work / "uvit")["step"])
+    base = export_base(work, token_vq(vq, config), clip, uvit.eval(), Path(dest))
+    return base, int(read_meta(work / "uvit")["step"])
 
 
 def build(work: str | Path, config: BuildConfig = BuildConfig(), budget_s: float = 3600, progress: bool = True) -> dict:
@@ -496,8 +515,6 @@ def build(work: str | Path, config: BuildConfig = BuildConfig(), budget_s: float
     status = {}
     vq = train_vq(work, config, deadline, progress)
     status["vq"] = vq is not None
-    if vq is not None:
-        replace_dir(ASSETS / "base" / "vqvae", lambda tmp: vq.save_pretrained(tmp, safe_serialization=True))
     clip = train_clip(work, config, deadline, progress) if vq is not None else None
     status["clip"] = clip is not None
     oracle = train_oracle_stage(work, config, vq, deadline, progress) if clip is not None else None
@@ -507,7 +524,7 @@ def build(work: str | Path, config: BuildConfig = BuildConfig(), budget_s: float
     uvit = train_uvit(work, config, vq, clip, deadline, progress) if oracle is not None else None
     status["uvit"] = uvit is not None
     if uvit is not None:
-        status["exported"] = str(export_base(work, vq, clip, uvit))
+        status["exported"] = str(export_base(work, token_vq(vq, config), clip, uvit))
     return status
 
 
