@@ -13,7 +13,7 @@ def test_architecture_matches_diffusers_uvit(name):
     config = ARCHITECTURES[name]
     with torch.device("meta"):  # shapes only: no 600M random weights
         ours = UViT(config)
-        theirs = UVit2DModel(**{k: v for k, v in config.to_dict().items() if k != "position_embedding"})
+        theirs = UVit2DModel(**config.to_dict())
     shapes = {k: v.shape for k, v in ours.state_dict().items()}
     assert shapes == {k: v.shape for k, v in theirs.state_dict().items()}
     assert 600e6 < sum(s.numel() for s in shapes.values()) < 610e6  # aMUSEd's transformers: about 603M

@@ -24,6 +24,9 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 
+EXTENSIONS = {"position_embedding": False, "full_resolution_blocks": 0}  # ours, not upstream's: their off values
+
+
 @dataclass(frozen=True)
 class UViTConfig:
     """Config keys and defaults of diffusers' `UVit2DModel` (the aMUSEd-256 transformer)."""
@@ -79,7 +82,9 @@ class UViTConfig:
         return cls(**{k: v for k, v in config.items() if k in known})
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The keys diffusers writes, plus our extensions only where switched on: an upstream config reads and
+        writes as upstream's, and the fingerprints of adapters trained on it stay what they were."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in EXTENSIONS or v != EXTENSIONS[k]}
 
     @property
     def mask_token_id(self) -> int:
