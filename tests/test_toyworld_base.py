@@ -21,6 +21,6 @@ def test_shipped_base_draws_the_asked_shape_and_colour():
 
 
 # Strict: once a rebuilt base honours the families, this xfail turns into a failure, and the mark must go.
-@pytest.mark.xfail(strict=True, reason="issue 3: the shipped U-ViT (step 5840) draws the named family ~27% of the time")
+@pytest.mark.xfail(strict=True, reason="issue 3: the shipped U-ViT (merged codes, 8000 steps) honours the family ~27%")
 def test_shipped_base_honours_the_named_family():
     assert quality().family["family"] >= 0.9, quality().family

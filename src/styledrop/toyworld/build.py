@@ -2,8 +2,9 @@
 
 Stages run in order: `vq` (diffusers VQModel on renders and random textures), `clip` (a tiny transformers
 CLIPModel trained contrastively on renders and prompts), `oracle`, `uvit` (our U-ViT, masked-token objective
-with conditioning dropout, on the VQ's codes merged into `token_groups` groups; the shipped VQ is the merged one). Each stage checkpoints to WORK/<stage>/ (safetensors + JSON) and stops cleanly at a
-time budget; running the build again continues where it stopped. A finished stage keeps its weights only.
+with conditioning dropout, on the VQ's codes merged into `token_groups` groups; the base ships the merged VQ).
+Each stage checkpoints to WORK/<stage>/ (safetensors + JSON) and stops cleanly at a time budget; running the
+build again continues where it stopped. A finished stage keeps its weights only.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class BuildConfig:
     # encoder picks among near-duplicate codes by a token's surroundings, so the exact code is barely
     # predictable from context (benchmarks/toyworld_tokens.py); 256 groups keep the family readable.
     token_groups: int = 256
-    uvit_steps: int = 14_000
+    uvit_steps: int = 8_000
     uvit_batch: int = 64
     uvit_lr: float = 1e-3
     # ConvNeXt blocks at the 16x16 token grid on each side of the U-ViT's 2x2 resampling (UViTConfig): 0, as
