@@ -8,9 +8,11 @@
    centroid. Reported per K: reconstruction PSNR on held-out styles and whether the oracle still reads the
    family from the reconstruction; a small K that keeps both is a cheaper target for the next U-ViT.
 
-Appends to benchmarks/results/toyworld_tokens.jsonl.
+Appends to benchmarks/results/toyworld_tokens.jsonl. The committed results were measured on the base whose
+U-ViT predicted all 2048 codes; the shipped base has the merged 256, so pass that earlier base with --base:
 
-    .venv/bin/python benchmarks/toyworld_tokens.py [--per-family 32] [--merge 128 256 512]
+    git archive c334695 src/styledrop/toyworld/assets | tar -x -C /tmp/v3-2048
+    .venv/bin/python benchmarks/toyworld_tokens.py --base /tmp/v3-2048/src/styledrop/toyworld/assets/base
 """
 
 from __future__ import annotations
@@ -112,6 +114,8 @@ def main() -> None:
     args = parser.parse_args()
 
     base, ruler = load_base(args.base, "cpu"), Ruler.load(ASSETS)
+    if max([256, *args.merge]) >= base.config.codebook_size:
+        parser.error(f"the base has {base.config.codebook_size} codes: nothing to merge into {max([256, *args.merge])}")
     train_scenes = scenes_per_family(args.per_family, held_out=False, seed=123)
     tokens = base.encode_images(render_pixels(train_scenes))
     cond = base.condition([s.prompt(True) for s in train_scenes])

@@ -58,9 +58,7 @@ def test_an_interrupted_uvit_stage_resumes_to_the_same_weights(tmp_path):
     from styledrop.models.uvit import UViT
     from styledrop.toyworld.build import train_clip, train_uvit, uvit_config
 
-    config = dataclasses.replace(
-        TINY, pool=16, clip_steps=2, clip_batch=4, token_groups=8, uvit_steps=3, uvit_batch=4
-    )
+    config = dataclasses.replace(TINY, pool=16, clip_steps=2, clip_batch=4, token_groups=8, uvit_steps=3, uvit_batch=4)
     finals = []
     for work, deadline in ((tmp_path / "whole", math.inf), (tmp_path / "cut", 0.0)):
         vq = train_vq(work, config, math.inf, progress=False)

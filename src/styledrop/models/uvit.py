@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-
 EXTENSIONS = {"position_embedding": False, "full_resolution_blocks": 0}  # ours, not upstream's: their off values
 
 
