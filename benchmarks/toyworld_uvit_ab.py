@@ -1,7 +1,7 @@
 """Which U-ViT target learns fastest? Fresh toy U-ViTs trained for the same wall time on the same scenes.
 
-Variants (all with the shipped base's VQ and text encoder; only the U-ViT is trained):
-- shipped: the shipped U-ViT's config, on the 2048 VQ codes;
+Variants (all with the VQ and text encoder of --base, the 2048-code base; only the U-ViT is trained):
+- shipped: that base's U-ViT config (shipped until 2026-12-01), on the 2048 VQ codes;
 - wide: the conv path widened from 64 to 256 channels (the 2x2 downsampling squeezes 4 tokens into one cell);
 - merged256: the shipped config, on 256 groups of near-duplicate codes (the VQ's codebook merged by k-means,
   styledrop.toyworld.codebook; each group decodes as its centroid);
@@ -15,6 +15,12 @@ prompts, named family honoured) on `--per-content` samples of every shape x colo
 benchmarks/results/toyworld_uvit_ab.jsonl.
 
     .venv/bin/python benchmarks/toyworld_uvit_ab.py --variant shipped --minutes 10
+
+The committed runs started from the base whose U-ViT predicted all 2048 codes (its VQ is the one merged here);
+the shipped base has the merged VQ already, so to repeat them pass that earlier base:
+
+    git archive c334695 src/styledrop/toyworld/assets | tar -x -C /tmp/v3-2048
+    .venv/bin/python benchmarks/toyworld_uvit_ab.py --base /tmp/v3-2048/src/styledrop/toyworld/assets/base ...
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ def evaluate(base, tokens, cond, groups, merged: bool, ratios) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", choices=sorted(VARIANTS), required=True)
+    parser.add_argument("--base", default=None, help="the base whose VQ and text encoder the U-ViTs use")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--scenes", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=64)
@@ -81,7 +88,9 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    shipped = load_base(None, "cpu")
+    shipped = load_base(args.base, "cpu")
+    if shipped.config.codebook_size <= 256:
+        parser.error(f"the base has {shipped.config.codebook_size} codes: the variants need the 2048 (see above)")
     groups = kmeans(shipped.vqvae.quantize.embedding.weight, 256, 30, torch.Generator().manual_seed(0))
     config = BuildConfig(pool=args.scenes, uvit_batch=args.batch)
     scenes, renders = scene_pool(WORK, config)  # the build's first scenes (the same seed)
