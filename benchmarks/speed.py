@@ -4,7 +4,8 @@ Three parts, each against diffusers in the same run, on the same weights:
   train   one adapter training step: ours (StyleDrop adapter, rank 4, on cached VQ tokens and text) against
           UVit2DModel with PEFT LoRA r16 on to_q/to_k/to_v and AdamW, as diffusers' examples/amused/train_amused.py
           runs it (VQ-encoding its pixel batch every step, the prompt encoded once as in its single-image mode).
-          Also theirs on cached tokens, to show what the cache is worth. Time per step and peak memory.
+          Also theirs on cached tokens, to show what the cache is worth. Time per step and peak memory;
+          with --compile, also ours under torch.compile (its compilation time reported apart).
   sample  images/s of our sampler (text guidance only: 2 branches; full StyleDrop guidance: 3 branches) against
           AmusedPipeline with its classifier-free guidance, decoding to pixels in both.
   roofline  this machine's measured matrix-multiply peak; every measurement reports its achieved FLOP/s
@@ -27,8 +28,10 @@ import dataclasses
 import gc
 import json
 import math
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -211,18 +214,26 @@ def vq_encode(vqvae, pixels: torch.Tensor) -> torch.Tensor:
 def measure_train(job: dict) -> dict:
     device, dtype = job["device"], DTYPES[job["dtype"]]
     base = load(job["arch"], device, dtype)
-    if job["impl"] == "ours":
+    compiled = job["impl"] == "ours-compiled"
+    if job["impl"] in ("ours", "ours-compiled"):
         step = our_train_step(base, job["batch"], job["checkpointing"])
     else:
         step = their_train_step(base, job["batch"], job["impl"] == "diffusers-cached")
     autocast = torch.autocast(device.split(":")[0], dtype) if dtype != torch.float32 else contextlib.nullcontext()
-    with autocast:
+    with autocast, tempfile.TemporaryDirectory() as cache:
+        if compiled:
+            # A cold compilation, as a user's first run pays it: not from an earlier run's cache.
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+            base.transformer.compile(dynamic=False)
         memory = PeakMemory(device)
-        step()  # warm-up: allocator, optimiser state
+        start = time.perf_counter()
+        step()  # warm-up: allocator, optimiser state, and the compilation when compiled
+        warmup = time.perf_counter() - start
         seconds = timed(step, job["repeats"], device)
         peak = memory.peak()
-        flops = count_flops(step)
-    return {"seconds": seconds, "peak_mib": peak, "step_mib": peak - memory.before, "flops": flops}
+        with torch.compiler.set_stance("force_eager"):  # the counter cannot see into compiled code
+            flops = count_flops(step)
+    return {"seconds": seconds, "warmup_s": warmup, "peak_mib": peak, "step_mib": peak - memory.before, "flops": flops}
 
 
 # -- sampling -----------------------------------------------------------------------------------------------------
@@ -338,6 +349,8 @@ def train_jobs(args) -> list[dict]:
         variants = [("ours", False), ("diffusers", False), ("diffusers-cached", False)]
         if arch == "amused-512":
             variants.append(("ours", True))
+        if args.compile:
+            variants.append(("ours-compiled", False))
         for impl, checkpointing in variants:
             jobs.append({"kind": "train", "arch": arch, "impl": impl, "checkpointing": checkpointing,
                          "batch": args.toy_batch if arch == "toy" else args.batch,
@@ -368,6 +381,11 @@ def summarise_train(rows: list[dict], peak: float) -> list[dict]:
             "step_memory_ratio": ours["step_mib"] / theirs["step_mib"],
             "flops_fraction": ours["flops"] / ours["seconds"] / peak,
         }
+        if ("ours-compiled", False) in by:
+            compiled = by[("ours-compiled", False)]
+            verdict["compiled_time_ratio"] = compiled["seconds"] / theirs["seconds"]
+            verdict["compiled_flops_fraction"] = compiled["flops"] / compiled["seconds"] / peak
+            verdict["compile_s"] = compiled["warmup_s"] - ours["warmup_s"]
         if ("ours", True) in by:
             verdict["checkpointed_peak_ratio"] = by[("ours", True)]["peak_mib"] / theirs["peak_mib"]
             verdict["checkpointed_step_memory_ratio"] = by[("ours", True)]["step_mib"] / theirs["step_mib"]
@@ -414,6 +432,7 @@ def main() -> None:
     parser.add_argument("--decode-steps", type=int, nargs="+", default=[12, 36])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sample-toy", action="store_true", help="also time sampling on the toy base")
+    parser.add_argument("--compile", action="store_true", help="also time our training step under torch.compile")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -439,7 +458,11 @@ def main() -> None:
             r["of_peak"] = r["flops"] / r["seconds"] / peak
             print(f"  {part} {r['arch']} {r['impl']}: {r['seconds']:.2f} s", flush=True)
         columns = ["arch", "impl", "seconds", "gflop_per_s", "of_peak"]
-        columns += ["checkpointing", "batch", "peak_mib", "step_mib"] if part == "train" else ["steps", "images_per_s"]
+        columns += (
+            ["checkpointing", "batch", "warmup_s", "peak_mib", "step_mib"]
+            if part == "train"
+            else ["steps", "images_per_s"]
+        )
         print_table(rows, columns)
         verdicts = summarise(rows, peak)
         print_table(verdicts, list(verdicts[0]))
