@@ -3,6 +3,7 @@ honour a named style family ("a red star in striped style")? Every shape x colou
 grids (one row per shape, one column per colour) and appends to benchmarks/results/toyworld_base.jsonl.
 
     .venv/bin/python benchmarks/toyworld_base.py [--base FOLDER | --checkpoint toyworld-build] [--per-content N]
+        [--decode-steps K] [--temperature T] [--guidance G]
 """
 
 from __future__ import annotations
@@ -33,14 +34,20 @@ def main() -> None:
     parser.add_argument("--per-content", type=int, default=4)
     parser.add_argument("--decode-steps", type=int, default=12)
     parser.add_argument("--guidance", type=float, default=5.0)
+    parser.add_argument("--temperature", type=float, default=SampleConfig.temperature, help="of the confidence noise")
     args = parser.parse_args()
 
     base_dir, step = args.base, None
     if args.checkpoint:
         base_dir, step = export_checkpoint(args.checkpoint, tempfile.mkdtemp())
     base, ruler = load_base(base_dir, "cpu"), Ruler.load(ASSETS)
-    quality = base_quality(base, ruler, args.per_content, SampleConfig(steps=args.decode_steps, guidance=args.guidance))
+    quality = base_quality(
+        base, ruler, args.per_content, SampleConfig(args.decode_steps, args.temperature, guidance=args.guidance)
+    )
     prefix = "toyworld_base" if step is None else f"toyworld_base_step{step}"
+    sampling = ("decode_steps", "temperature", "guidance")
+    if any(getattr(args, k) != parser.get_default(k) for k in sampling):  # the shipped grids stay the defaults'
+        prefix += f"_k{args.decode_steps}_t{args.temperature:g}_g{args.guidance:g}"
     for name, pixels in quality.images.items():
         first_of_each = pixels[:: args.per_content]
         save_png(grid([to_pil(p) for p in first_of_each], columns=len(COLOUR_NAMES)), RESULTS / f"{prefix}_{name}.png")

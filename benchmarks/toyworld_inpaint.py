@@ -4,7 +4,11 @@ Renders of every family (training regions, prompts with the family named) are to
 tokens is masked and filled in one pass by the U-ViT's most likely token. Reported per family: token accuracy
 on the masked positions, and whether the oracle still reads the family from the decoded image (the VQ
 reconstruction itself is read right about 96% of the time). If the family is lost even when most tokens are
-given, the problem is the U-ViT's learning, not the sampler. Appends to benchmarks/results/toyworld_inpaint.jsonl.
+given, the problem is the U-ViT's learning, not the sampler. And "isolated": every third token of every third
+row masked, so that each masked token has its 4 neighbours given; accuracy on all of them, and on those equal to
+all 4 neighbours (a U-ViT that reads its context gets these right), with their share: how much of the token
+grid is predictable from neighbours at all; and the token grid's statistics (toyworld_uvit_ab.token_stats).
+Appends to benchmarks/results/toyworld_inpaint.jsonl.
 
     .venv/bin/python benchmarks/toyworld_inpaint.py [--per-family 16] [--base FOLDER | --checkpoint toyworld-build]
 """
@@ -21,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import append_result  # noqa: E402
+from toyworld_uvit_ab import token_stats  # noqa: E402
 
 from styledrop.models.amused import load_base  # noqa: E402
 from styledrop.toyworld.build import ASSETS, export_checkpoint  # noqa: E402
@@ -75,7 +80,30 @@ def main() -> None:
             f"masked {ratio:g}: "
             + "  ".join(f"{f} tok {v['token_accuracy']:.2f} fam {v['family_read']:.2f}" for f, v in per.items())
         )
+    rows["isolated"] = isolated_fill(base, tokens, cond)
+    rows["tokens"] = token_stats(base, render_pixels(scenes), families, ruler)
+    print("isolated:", rows["isolated"], "tokens:", rows["tokens"])
     append_result(RESULTS / "toyworld_inpaint.jsonl", {"uvit_step": step, "rows": rows, "settings": vars(args)})
+
+
+@torch.no_grad()
+def isolated_fill(base, tokens: torch.Tensor, cond) -> dict:
+    """Mask a lattice of tokens whose 4 neighbours stay given; accuracy of the argmax on all of them and on
+    those equal to all 4 neighbours."""
+    mask = torch.zeros_like(tokens, dtype=torch.bool)
+    mask[:, 1:-1:3, 1:-1:3] = True
+    predicted = base.logits(torch.where(mask, base.mask_id, tokens), cond).argmax(-1).view_as(tokens)
+    inner = tokens[:, 1:-1, 1:-1]
+    neighbours = (tokens[:, :-2, 1:-1], tokens[:, 2:, 1:-1], tokens[:, 1:-1, :-2], tokens[:, 1:-1, 2:])
+    uniform = torch.zeros_like(mask)
+    uniform[:, 1:-1, 1:-1] = torch.stack([inner == n for n in neighbours]).all(0)
+    right = predicted == tokens
+    easy = mask & uniform
+    return {
+        "accuracy": right[mask].float().mean().item(),
+        "share_equal_to_neighbours": (easy.sum() / mask.sum()).item(),
+        "accuracy_equal_to_neighbours": right[easy].float().mean().item() if easy.any() else None,
+    }
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ Variants (all with the VQ and text encoder of --base, the 2048-code base; only t
 - merged256: the shipped config, on 256 groups of near-duplicate codes (the VQ's codebook merged by k-means,
   styledrop.toyworld.codebook; each group decodes as its centroid);
 - merged256_fullres: merged256 plus one ConvNeXt block at the 16x16 token grid on each side of the 2x2
-  down/up-sampling, joined by a skip (UViTConfig.full_resolution_blocks).
+  down/up-sampling, joined by a skip (UViTConfig.full_resolution_blocks);
+- patch256: the merged256 U-ViT on local tokens: k-means of the 2x2-pixel patches themselves (PatchVQ: a token
+  depends on its own 4 pixels only, and decodes as its centroid), where the VQ's conv encoder gives a flat
+  region several codes by its distance to an edge. Any --base will do (only its text encoder is used).
 
 Every `--every` steps, on held-out scenes of the training regions: cross-entropy and accuracy of the masked
 tokens at several masked fractions, and the accuracy at the level of the 256 groups, which compares the
@@ -27,24 +30,28 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import append_result  # noqa: E402
 from toyworld_tokens import group_logits  # noqa: E402
 
+from styledrop.images import array_to_tensor  # noqa: E402
 from styledrop.models.amused import AmusedBase, load_base  # noqa: E402
 from styledrop.models.uvit import UViT  # noqa: E402
 from styledrop.pipeline import SampleConfig  # noqa: E402
 from styledrop.toyworld.build import ASSETS, BuildConfig, pool_tokens, scene_pool, uvit_data, uvit_step  # noqa: E402
-from styledrop.toyworld.codebook import kmeans, merge_codebook  # noqa: E402
+from styledrop.toyworld.codebook import group_means, kmeans, merge_codebook  # noqa: E402
 from styledrop.toyworld.evaluate import base_quality  # noqa: E402
 from styledrop.toyworld.metrics import Ruler, render_pixels  # noqa: E402
-from styledrop.toyworld.world import sample_scenes  # noqa: E402
+from styledrop.toyworld.world import random_textures, sample_scenes  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 WORK = Path(__file__).parent.parent / "toyworld-build"  # the build's pool cache (toyworld-build/data)
@@ -54,7 +61,63 @@ VARIANTS = {
     "wide": {"block_out_channels": 256},
     "merged256": MERGED,
     "merged256_fullres": {**MERGED, "full_resolution_blocks": 1},
+    "patch256": MERGED,
 }
+
+
+class PatchVQ(torch.nn.Module):
+    """Local tokens: each 2x2-pixel patch (12 values) quantised to the nearest of k centroids, decoded as it.
+    It offers what AmusedBase uses of a diffusers VQModel (encode, quantize, decode, config)."""
+
+    def __init__(self, centroids: torch.Tensor):  # (k, 12)
+        super().__init__()
+        self.quantize = PatchQuantizer(centroids)
+        self.config = SimpleNamespace(latent_channels=centroids.shape[1], block_out_channels=(0, 0))  # scale 2
+        self.dtype = torch.float32
+
+    @classmethod
+    def fit(cls, pixels: torch.Tensor, k: int, points: int = 200_000, seed: int = 0) -> PatchVQ:
+        """k-means of `points` random patches of pixels (B, 3, H, W)."""
+        patches = F.pixel_unshuffle(pixels, 2).permute(0, 2, 3, 1).flatten(0, 2)
+        generator = torch.Generator().manual_seed(seed)
+        patches = patches[torch.randperm(len(patches), generator=generator)[:points]]
+        groups = kmeans(patches, k, 30, generator)
+        return cls(group_means(patches, groups, k, patches[:k]))
+
+    def encode(self, pixels: torch.Tensor):
+        return SimpleNamespace(latents=F.pixel_unshuffle(pixels, 2))
+
+    def decode(self, indices: torch.Tensor, force_not_quantize: bool, shape: tuple[int, int, int, int]):
+        b, h, w, c = shape
+        latents = self.quantize.embedding.weight[indices].view(b, h, w, c).permute(0, 3, 1, 2)
+        return SimpleNamespace(sample=F.pixel_shuffle(latents, 2))
+
+
+class PatchQuantizer(torch.nn.Module):
+    def __init__(self, centroids: torch.Tensor):
+        super().__init__()
+        self.embedding = torch.nn.Embedding.from_pretrained(centroids)
+
+    def forward(self, latents: torch.Tensor):
+        """-> diffusers' (quantized, loss, (perplexity, encodings, indices)) with only the indices filled in."""
+        flat = latents.permute(0, 2, 3, 1).flatten(0, 2)
+        chunks = flat.split(65536)
+        indices = torch.cat([torch.cdist(c, self.embedding.weight).argmin(1) for c in chunks])
+        return None, None, (None, None, indices)
+
+
+@torch.no_grad()
+def token_stats(base, pixels: torch.Tensor, families: list[str], ruler: Ruler) -> dict:
+    """How hard the token language is: reconstruction PSNR and family read on it, how often a token equals its
+    left neighbour, and how many distinct tokens an image uses."""
+    tokens = base.encode_images(pixels)
+    recon = base.decode_tokens(tokens)
+    return {
+        "psnr": round(10 * math.log10(1 / F.mse_loss(recon, pixels).item()), 2),
+        "family_read_on_reconstruction": round(ruler.family_accuracy(recon, families), 3),
+        "equals_left_neighbour": round((tokens[:, :, 1:] == tokens[:, :, :-1]).float().mean().item(), 3),
+        "distinct_per_image": round(sum(len(t.unique()) for t in tokens) / len(tokens), 1),
+    }
 
 
 @torch.no_grad()
@@ -88,20 +151,29 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    shipped = load_base(args.base, "cpu")
-    if shipped.config.codebook_size <= 256:
+    shipped, ruler = load_base(args.base, "cpu"), Ruler.load(ASSETS)
+    patch = args.variant == "patch256"
+    if shipped.config.codebook_size <= 256 and not patch:
         parser.error(f"the base has {shipped.config.codebook_size} codes: the variants need the 2048 (see above)")
-    groups = kmeans(shipped.vqvae.quantize.embedding.weight, 256, 30, torch.Generator().manual_seed(0))
     config = BuildConfig(pool=args.scenes, uvit_batch=args.batch)
     scenes, renders = scene_pool(WORK, config)  # the build's first scenes (the same seed)
     changes = VARIANTS[args.variant]
     merged = changes.get("codebook_size") == 256
-    vq = merge_codebook(shipped.vqvae, 256, seed=0) if merged else shipped.vqvae  # the same k-means as `groups`
+    if patch:
+        groups = torch.arange(256)  # the tokens are the groups
+        textures = array_to_tensor(random_textures(config.vq_textures // 5, seed=config.seed + 102))
+        vq = PatchVQ.fit(torch.cat([array_to_tensor(renders[:5000]), textures]), 256)
+    else:
+        groups = kmeans(shipped.vqvae.quantize.embedding.weight, 256, 30, torch.Generator().manual_seed(0))
+        vq = merge_codebook(shipped.vqvae, 256, seed=0) if merged else shipped.vqvae  # the k-means of `groups`
     uvit = UViT(dataclasses.replace(shipped.config, **changes))
     base = AmusedBase(uvit, vq, shipped.text_encoder, shipped.tokenizer, source="ab")
     tokens, test_scenes = pool_tokens(base, renders), sample_scenes(256, seed=999)
-    test_tokens = shipped.encode_images(render_pixels(test_scenes))
+    test_pixels = render_pixels(test_scenes)
+    test_tokens = (base if patch else shipped).encode_images(test_pixels)
     test_cond = shipped.condition([s.prompt(True) for s in test_scenes])
+    stats = token_stats(base, test_pixels, [s.style.family for s in test_scenes], ruler)
+    print(stats, flush=True)
 
     uvit.requires_grad_(True).train()
     optimizer = torch.optim.AdamW(uvit.parameters(), lr=config.uvit_lr, weight_decay=0.01)  # as the build
@@ -120,7 +192,7 @@ def main() -> None:
             curve.append(point)
             print(point, flush=True)
     uvit.eval()
-    quality = base_quality(base, Ruler.load(ASSETS), args.per_content, SampleConfig(steps=12, batch_size=64))
+    quality = base_quality(base, ruler, args.per_content, SampleConfig(steps=12, batch_size=64))
     print({"plain": quality.plain, "family": quality.family}, flush=True)
     record = {
         "variant": args.variant,
@@ -128,6 +200,7 @@ def main() -> None:
         "parameters": sum(p.numel() for p in uvit.parameters()),
         "steps": step,
         "seconds_per_step": round((time.time() - start) / step, 3),
+        "tokens": stats,
         "curve": curve,
         "bar": {"plain": quality.plain, "family": quality.family},
         "settings": vars(args),
