@@ -231,7 +231,9 @@ def measure_train(job: dict) -> dict:
         warmup = time.perf_counter() - start
         seconds = timed(step, job["repeats"], device)
         peak = memory.peak()
-        with torch.compiler.set_stance("force_eager"):  # the counter cannot see into compiled code
+        # The counter cannot see into compiled code; set_stance needs torch 2.6, so only when compiled.
+        eager = torch.compiler.set_stance("force_eager") if compiled else contextlib.nullcontext()
+        with eager:
             flops = count_flops(step)
     return {"seconds": seconds, "warmup_s": warmup, "peak_mib": peak, "step_mib": peak - memory.before, "flops": flops}
 
