@@ -62,7 +62,8 @@ def main() -> None:
     rng = np.random.default_rng(123)
     scenes = [Scene(sample_content(rng), sample_style(rng, f)) for f in FAMILIES for _ in range(args.per_family)]
     families = [s.style.family for s in scenes]
-    tokens = base.encode_images(render_pixels(scenes))
+    pixels = render_pixels(scenes)
+    tokens = base.encode_images(pixels)
     cond = base.condition([s.prompt(True) for s in scenes])
     rows = {"reconstruction": {"family_read": ruler.family_accuracy(base.decode_tokens(tokens), families)}}
     generator = torch.Generator().manual_seed(0)
@@ -81,7 +82,7 @@ def main() -> None:
             + "  ".join(f"{f} tok {v['token_accuracy']:.2f} fam {v['family_read']:.2f}" for f, v in per.items())
         )
     rows["isolated"] = isolated_fill(base, tokens, cond)
-    rows["tokens"] = token_stats(base, render_pixels(scenes), families, ruler)
+    rows["tokens"] = token_stats(base, pixels, families, ruler)
     print("isolated:", rows["isolated"], "tokens:", rows["tokens"])
     append_result(RESULTS / "toyworld_inpaint.jsonl", {"uvit_step": step, "rows": rows, "settings": vars(args)})
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import sys
 import time
 from pathlib import Path
@@ -41,7 +40,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import append_result  # noqa: E402
-from toyworld_tokens import group_logits  # noqa: E402
+from toyworld_tokens import codebook_use, group_logits  # noqa: E402
+from toyworld_vq import psnr  # noqa: E402
 
 from styledrop.images import array_to_tensor  # noqa: E402
 from styledrop.models.amused import AmusedBase, load_base  # noqa: E402
@@ -113,10 +113,10 @@ def token_stats(base, pixels: torch.Tensor, families: list[str], ruler: Ruler) -
     tokens = base.encode_images(pixels)
     recon = base.decode_tokens(tokens)
     return {
-        "psnr": round(10 * math.log10(1 / F.mse_loss(recon, pixels).item()), 2),
+        "psnr": round(psnr(recon, pixels), 2),
         "family_read_on_reconstruction": round(ruler.family_accuracy(recon, families), 3),
         "equals_left_neighbour": round((tokens[:, :, 1:] == tokens[:, :, :-1]).float().mean().item(), 3),
-        "distinct_per_image": round(sum(len(t.unique()) for t in tokens) / len(tokens), 1),
+        "distinct_per_image": codebook_use(tokens, base.config.codebook_size)["distinct_codes_per_image"],
     }
 
 
