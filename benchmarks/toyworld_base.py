@@ -2,8 +2,8 @@
 honour a named style family ("a red star in striped style")? Every shape x colour, read by the oracle. Writes
 grids (one row per shape, one column per colour) and appends to benchmarks/results/toyworld_base.jsonl.
 
-    .venv/bin/python benchmarks/toyworld_base.py [--base FOLDER | --checkpoint toyworld-build] [--per-content N]
-        [--decode-steps K] [--temperature T] [--guidance G]
+    .venv/bin/python benchmarks/toyworld_base.py [--base FOLDER | --checkpoint toyworld-build [--vq-local-steps N]]
+        [--per-content N] [--decode-steps K] [--temperature T] [--guidance G]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from common import append_result  # noqa: E402
 from styledrop.images import grid, save_png, to_pil  # noqa: E402
 from styledrop.models.amused import load_base  # noqa: E402
 from styledrop.pipeline import SampleConfig  # noqa: E402
-from styledrop.toyworld.build import ASSETS, export_checkpoint  # noqa: E402
+from styledrop.toyworld.build import ASSETS, BuildConfig, export_checkpoint  # noqa: E402
 from styledrop.toyworld.evaluate import base_quality  # noqa: E402
 from styledrop.toyworld.metrics import Ruler  # noqa: E402
 from styledrop.toyworld.render import COLOUR_NAMES  # noqa: E402
@@ -31,6 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default=None, help="aMUSEd-format folder (default: the built-in toy base)")
     parser.add_argument("--checkpoint", default=None, metavar="WORK", help="measure an unfinished build's U-ViT")
+    parser.add_argument("--vq-local-steps", type=int, default=0, help="with --checkpoint: the build's uvit_local")
     parser.add_argument("--per-content", type=int, default=4)
     parser.add_argument("--decode-steps", type=int, default=12)
     parser.add_argument("--guidance", type=float, default=5.0)
@@ -39,12 +40,14 @@ def main() -> None:
 
     base_dir, step = args.base, None
     if args.checkpoint:
-        base_dir, step = export_checkpoint(args.checkpoint, tempfile.mkdtemp())
+        config = BuildConfig(vq_local_steps=args.vq_local_steps)
+        base_dir, step = export_checkpoint(args.checkpoint, tempfile.mkdtemp(), config)
     base, ruler = load_base(base_dir, "cpu"), Ruler.load(ASSETS)
     quality = base_quality(
         base, ruler, args.per_content, SampleConfig(args.decode_steps, args.temperature, guidance=args.guidance)
     )
-    prefix = "toyworld_base" if step is None else f"toyworld_base_step{step}"
+    local = "_local" if args.vq_local_steps else ""
+    prefix = "toyworld_base" if step is None else f"toyworld_base{local}_step{step}"
     sampling = ("decode_steps", "temperature", "guidance")
     if any(getattr(args, k) != parser.get_default(k) for k in sampling):  # the shipped grids stay the defaults'
         prefix += f"_k{args.decode_steps}_t{args.temperature:g}_g{args.guidance:g}"

@@ -7,10 +7,13 @@ reconstruction itself is read right about 96% of the time). If the family is los
 given, the problem is the U-ViT's learning, not the sampler. And "isolated": every third token of every third
 row masked, so that each masked token has its 4 neighbours given; accuracy on all of them, and on those equal to
 all 4 neighbours (a U-ViT that reads its context gets these right), with their share: how much of the token
-grid is predictable from neighbours at all; and the token grid's statistics (toyworld_uvit_ab.token_stats).
+grid is predictable from neighbours at all; the token grid's statistics (toyworld_uvit_ab.token_stats); and
+"family word": the cross-entropy of the true tokens with every token masked, under the prompt naming the right
+family, a wrong one, and none: how much the U-ViT's prediction depends on the family word at all.
 Appends to benchmarks/results/toyworld_inpaint.jsonl.
 
-    .venv/bin/python benchmarks/toyworld_inpaint.py [--per-family 16] [--base FOLDER | --checkpoint toyworld-build]
+    .venv/bin/python benchmarks/toyworld_inpaint.py [--per-family 16]
+        [--base FOLDER | --checkpoint toyworld-build [--vq-local-steps N]]
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ from common import append_result  # noqa: E402
 from toyworld_uvit_ab import token_stats  # noqa: E402
 
 from styledrop.models.amused import load_base  # noqa: E402
-from styledrop.toyworld.build import ASSETS, export_checkpoint  # noqa: E402
+from styledrop.toyworld.build import ASSETS, BuildConfig, export_checkpoint  # noqa: E402
 from styledrop.toyworld.metrics import Ruler, render_pixels  # noqa: E402
-from styledrop.toyworld.render import FAMILIES, Scene  # noqa: E402
+from styledrop.toyworld.render import FAMILIES, Scene, family_descriptor  # noqa: E402
 from styledrop.toyworld.world import sample_content, sample_style  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -51,13 +54,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default=None)
     parser.add_argument("--checkpoint", default=None, metavar="WORK", help="measure an unfinished build's U-ViT")
+    parser.add_argument("--vq-local-steps", type=int, default=0, help="with --checkpoint: the build's uvit_local")
     parser.add_argument("--per-family", type=int, default=16)
     parser.add_argument("--ratios", type=float, nargs="*", default=[0.25, 0.5, 0.75, 0.9])
     args = parser.parse_args()
 
     base_dir, step = args.base, None
     if args.checkpoint:
-        base_dir, step = export_checkpoint(args.checkpoint, tempfile.mkdtemp())
+        config = BuildConfig(vq_local_steps=args.vq_local_steps)
+        base_dir, step = export_checkpoint(args.checkpoint, tempfile.mkdtemp(), config)
     base, ruler = load_base(base_dir, "cpu"), Ruler.load(ASSETS)
     rng = np.random.default_rng(123)
     scenes = [Scene(sample_content(rng), sample_style(rng, f)) for f in FAMILIES for _ in range(args.per_family)]
@@ -83,7 +88,8 @@ def main() -> None:
         )
     rows["isolated"] = isolated_fill(base, tokens, cond)
     rows["tokens"] = token_stats(base, pixels, families, ruler)
-    print("isolated:", rows["isolated"], "tokens:", rows["tokens"])
+    rows["family_word"] = family_word(base, tokens, scenes)
+    print("isolated:", rows["isolated"], "tokens:", rows["tokens"], "family word:", rows["family_word"])
     append_result(RESULTS / "toyworld_inpaint.jsonl", {"uvit_step": step, "rows": rows, "settings": vars(args)})
 
 
@@ -105,6 +111,33 @@ def isolated_fill(base, tokens: torch.Tensor, cond) -> dict:
         "share_equal_to_neighbours": (easy.sum() / mask.sum()).item(),
         "accuracy_equal_to_neighbours": right[easy].float().mean().item() if easy.any() else None,
     }
+
+
+@torch.no_grad()
+def family_word(base, tokens: torch.Tensor, scenes: list[Scene]) -> dict:
+    """Mean cross-entropy (nats) of the true tokens of all-masked grids, per family and overall, when the prompt
+    names the scene's family ("right"), the family three places on in FAMILIES ("wrong"), or none ("plain")."""
+    masked = torch.full_like(tokens, base.mask_id)
+
+    def nll(prompts: list[str]) -> torch.Tensor:  # (n,) per scene
+        logits = base.logits(masked, base.condition(prompts)).float()
+        return torch.nn.functional.cross_entropy(logits.transpose(1, 2), tokens.flatten(1), reduction="none").mean(1)
+
+    def wrong(family: str) -> str:
+        return FAMILIES[(FAMILIES.index(family) + 3) % len(FAMILIES)]
+
+    families = [s.style.family for s in scenes]
+    prompts = {
+        "right": [s.prompt(True) for s in scenes],
+        "wrong": [f"{s.content.prompt()} {family_descriptor(wrong(f))}" for s, f in zip(scenes, families, strict=True)],
+        "plain": [s.prompt(False) for s in scenes],
+    }
+    losses = {name: nll(p) for name, p in prompts.items()}
+    out = {name: round(loss.mean().item(), 3) for name, loss in losses.items()}
+    for f in FAMILIES:
+        rows = torch.tensor([g == f for g in families])
+        out[f] = {name: round(loss[rows].mean().item(), 3) for name, loss in losses.items()}
+    return out
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def test_the_exported_base_loads_and_samples_at_32_pixels_from_a_16x16_token_gri
 
 def test_an_interrupted_uvit_stage_resumes_to_the_same_weights(tmp_path):
     """The U-ViT stage on merged codes: stopped after every step and resumed, it ends where one run ends."""
-    from styledrop.toyworld.build import train_clip, train_uvit, uvit_config
+    from styledrop.toyworld.build import token_vq, train_clip, train_uvit, uvit_config
 
     config = dataclasses.replace(TINY, pool=16, clip_steps=2, clip_batch=4, token_groups=8, uvit_steps=3, uvit_batch=4)
     finals = []
@@ -63,7 +63,7 @@ def test_an_interrupted_uvit_stage_resumes_to_the_same_weights(tmp_path):
         vq = train_vq(work, config, math.inf, progress=False)
         clip = train_clip(work, config, math.inf, progress=False)
         runs = 1
-        while (uvit := train_uvit(work, config, vq, clip, deadline, progress=False)) is None:
+        while (uvit := train_uvit(work, config, token_vq(vq, config), clip, deadline, progress=False)) is None:
             runs += 1
         finals.append((runs, uvit.state_dict()))
     (whole_runs, whole), (cut_runs, cut) = finals
@@ -71,4 +71,34 @@ def test_an_interrupted_uvit_stage_resumes_to_the_same_weights(tmp_path):
     assert uvit_config(config, 128).codebook_size == uvit.config.codebook_size == 8
     assert all(torch.equal(whole[k], cut[k]) for k in whole)
     with pytest.raises(StyleDropError, match="another architecture"):
-        train_uvit(tmp_path / "whole", dataclasses.replace(config, token_groups=16), vq, clip, math.inf, False)
+        other = dataclasses.replace(config, token_groups=16)
+        train_uvit(tmp_path / "whole", other, token_vq(vq, other), clip, math.inf, False)
+
+
+def test_the_local_vq_stage_resumes_and_gives_a_flat_region_one_code(tmp_path):
+    """vq_local: the merged VQ fine-tuned with an encoder that sees only its own 2x2 patch. Stopped after every
+    step it ends where one run ends; its off-centre encoder taps stay zero; and every token of a flat half of
+    an image is the same code (the conv encoder's codes change near the other half and the border)."""
+    from styledrop.toyworld.build import train_vq_local, uvit_stage_name
+
+    config = dataclasses.replace(TINY, token_groups=8, vq_local_steps=3)
+    vq = train_vq(tmp_path / "whole", config, math.inf, progress=False)
+    whole = train_vq_local(tmp_path / "whole", config, vq, math.inf, progress=False)
+    runs = 1
+    while (cut := train_vq_local(tmp_path / "cut", config, vq, 0.0, progress=False)) is None:
+        runs += 1
+    assert runs == config.vq_local_steps
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), cut.state_dict().values(), strict=True))
+    assert (uvit_stage_name(config), uvit_stage_name(TINY)) == ("uvit_local", "uvit")
+
+    centre = whole.encoder.down_blocks[0].resnets[0].conv1.weight
+    off_centre = torch.ones(3, 3)
+    off_centre[1, 1] = 0
+    assert (centre[..., 1, 1] != 0).any() and (centre * off_centre == 0).all()
+    halves = torch.zeros(1, 3, 32, 32)
+    halves[:, 0, :, :16], halves[:, 2, :, 16:] = 0.9, 0.7  # red left, blue right, on 2x2-patch boundaries
+    with torch.no_grad():
+        local = whole.quantize(whole.encode(halves).latents)[2][2].view(16, 16)
+        conv = vq.quantize(vq.encode(halves).latents)[2][2].view(16, 16)
+    assert local[:, :8].unique().numel() == local[:, 8:].unique().numel() == 1
+    assert conv[:, :8].unique().numel() > 1

@@ -235,13 +235,17 @@ def add_build_toy_base(sub) -> None:
     p.add_argument("--work", default="toyworld-build", help="folder for stage checkpoints")
     p.add_argument("--budget-minutes", type=float, default=120.0, help="stop cleanly (checkpointed) after this long")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--vq-local-steps", type=int, default=0, help="fine-tune a VQ with a patch-local encoder for the U-ViT (0: off)"
+    )
     p.set_defaults(run=run_build_toy_base)
 
 
 def run_build_toy_base(args) -> None:
     from .toyworld.build import BuildConfig, build
 
-    status = build(args.work, BuildConfig(seed=args.seed), budget_s=args.budget_minutes * 60)
+    config = BuildConfig(seed=args.seed, vq_local_steps=args.vq_local_steps)
+    status = build(args.work, config, budget_s=args.budget_minutes * 60)
     for stage, done in status.items():
         print(f"{stage}: {done if isinstance(done, str) else 'done' if done else 'not finished (run again to resume)'}")
 

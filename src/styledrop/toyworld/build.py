@@ -1,8 +1,10 @@
 """Building the shapes-world base model, reproducibly from a seed, in resumable stages.
 
 Stages run in order: `vq` (diffusers VQModel on renders and random textures), `clip` (a tiny transformers
-CLIPModel trained contrastively on renders and prompts), `oracle`, `uvit` (our U-ViT, masked-token objective
-with conditioning dropout, on the VQ's codes merged into `token_groups` groups; the base ships the merged VQ).
+CLIPModel trained contrastively on renders and prompts), `oracle`, then, with `vq_local_steps`, `vq_local`
+(the merged VQ fine-tuned with an encoder that sees only its own 2x2 patch), and `uvit` (our U-ViT,
+masked-token objective with conditioning dropout, on the VQ's codes merged into `token_groups` groups; or
+`uvit_local`, the same on the local VQ's codes). The base ships the VQ whose codes its U-ViT predicts.
 Each stage checkpoints to WORK/<stage>/ (safetensors + JSON) and stops cleanly at a time budget; running the
 build again continues where it stopped. A finished stage keeps its weights only.
 """
@@ -53,6 +55,11 @@ class BuildConfig:
     # encoder picks among near-duplicate codes by a token's surroundings, so the exact code is barely
     # predictable from context (benchmarks/toyworld_tokens.py); 256 groups keep the family readable.
     token_groups: int = 256
+    # Steps of the `vq_local` stage (0: no such stage). A token of the merged VQ still depends on its patch's
+    # surroundings, so only 3% of them can be predicted from their 4 neighbours (benchmarks/toyworld_inpaint.py)
+    # and samples come out speckled; a local encoder gives a flat region one code, while the conv decoder
+    # still smooths near-misses (k-means patch tokens, with no decoder, sampled worse: toyworld_uvit_ab.py).
+    vq_local_steps: int = 0
     uvit_steps: int = 8_000
     uvit_batch: int = 64
     uvit_lr: float = 1e-3
@@ -85,8 +92,26 @@ def vq_model(config: BuildConfig):
 
 
 def token_vq(vq, config: BuildConfig):
-    """The VQ whose codes the U-ViT predicts, and that the base ships: vq with its codebook merged."""
+    """vq with its codebook merged: the VQ whose codes the U-ViT predicts, unless a `vq_local` stage runs."""
     return merge_codebook(vq, config.token_groups, config.seed) if config.token_groups else vq
+
+
+def local_encoder(vq):
+    """vq with an encoder that sees only its own 2x2-pixel patch: every 3x3 conv keeps its centre tap (the
+    stride-2 one, the 2x2 taps over its patch, as diffusers pads it by (0, 1, 0, 1)), and gradient hooks keep
+    the other taps at zero while it trains. The decoder keeps its 3x3 convs. (GroupNorm still normalises by
+    per-image statistics: a flat region gets one code within an image.)"""
+    for conv in vq.encoder.modules():
+        if isinstance(conv, torch.nn.Conv2d) and conv.kernel_size == (3, 3):
+            keep = torch.zeros(3, 3)
+            if conv.stride == (2, 2):
+                keep[:2, :2] = 1
+            else:
+                keep[1, 1] = 1
+            with torch.no_grad():
+                conv.weight.mul_(keep)
+            conv.weight.register_hook(lambda grad, keep=keep: grad * keep)
+    return vq
 
 
 def cosine_lr(step: int, total: int, peak: float, warmup: int = 200) -> float:
@@ -167,13 +192,25 @@ def edge_loss(recon: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
     return sum(F.l1_loss(recon.diff(dim=d), pixels.diff(dim=d)) for d in (-1, -2))
 
 
-def train_vq(work: Path, config: BuildConfig, deadline: float, progress: bool = True):
-    generator = torch.Generator().manual_seed(config.seed)
-    torch.manual_seed(config.seed)
-    vq = vq_model(config)
+def vq_stage(
+    work: Path,
+    name: str,
+    make_vq: Callable,
+    steps: int,
+    config: BuildConfig,
+    seed: int,
+    deadline: float,
+    progress: bool,
+):
+    """Train make_vq() (made after seeding) on renders and random textures (reconstruction + edge + commitment
+    losses, restarting dead codes) as stage `name`; returns it when the stage is finished, else None."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    vq = make_vq()
     optimizer = torch.optim.AdamW(vq.parameters(), lr=config.vq_lr, weight_decay=0.0)
+    codes = vq.config.num_vq_embeddings
     data = None
-    usage = Buffer(torch.zeros(config.codebook_size))
+    usage = Buffer(torch.zeros(codes))
 
     def step_fn(step: int) -> dict:
         nonlocal data
@@ -186,21 +223,21 @@ def train_vq(work: Path, config: BuildConfig, deadline: float, progress: bool = 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        usage.value.mul_(0.99).add_(torch.bincount(indices.flatten(), minlength=config.codebook_size).float())
+        usage.value.mul_(0.99).add_(torch.bincount(indices.flatten(), minlength=codes).float())
         if step % config.vq_restart_every == config.vq_restart_every - 1:
             restart_dead_codes(vq, usage.value, latents.detach(), generator)
         mse = F.mse_loss(recon.clamp(0, 1), pixels).item()
         return {"loss": loss.item(), "psnr": 10 * math.log10(1 / max(mse, 1e-10))}
 
-    meta = {"stage": "vq", "config": asdict(config), "lr": config.vq_lr}
+    meta = {"stage": name, "config": asdict(config), "lr": config.vq_lr}
     if run_stage(
         work,
-        "vq",
+        name,
         {"vq": vq},
         optimizer,
         generator,
         step_fn,
-        config.vq_steps,
+        steps,
         meta,
         deadline,
         config.save_every_s,
@@ -209,6 +246,31 @@ def train_vq(work: Path, config: BuildConfig, deadline: float, progress: bool = 
     ):
         return vq
     return None
+
+
+def train_vq(work: Path, config: BuildConfig, deadline: float, progress: bool = True):
+    return vq_stage(work, "vq", lambda: vq_model(config), config.vq_steps, config, config.seed, deadline, progress)
+
+
+def train_vq_local(work: Path, config: BuildConfig, vq, deadline: float, progress: bool = True):
+    """The merged VQ (`token_vq`) fine-tuned with a `local_encoder`."""
+
+    def make() -> torch.nn.Module:
+        return local_encoder(token_vq(vq, config).train())
+
+    return vq_stage(work, "vq_local", make, config.vq_local_steps, config, config.seed + 3, deadline, progress)
+
+
+def uvit_tokens(work: Path, config: BuildConfig, vq, deadline: float, progress: bool = True):
+    """The VQ whose codes the U-ViT predicts and the base ships; None while its stage is unfinished."""
+    if config.vq_local_steps:
+        return train_vq_local(work, config, vq, deadline, progress)
+    return token_vq(vq, config)
+
+
+def uvit_stage_name(config: BuildConfig) -> str:
+    """A U-ViT's checkpoint folder: one per token language, so both can live in one build folder."""
+    return "uvit_local" if config.vq_local_steps else "uvit"
 
 
 def restart_dead_codes(vq, usage: torch.Tensor, latents: torch.Tensor, generator: torch.Generator) -> None:
@@ -408,7 +470,8 @@ def uvit_data(base, scenes, tokens: torch.Tensor, config: BuildConfig) -> dict:
     )
 
 
-def train_uvit(work: Path, config: BuildConfig, vq, clip, deadline: float, progress: bool = True):
+def train_uvit(work: Path, config: BuildConfig, tokens_vq, clip, deadline: float, progress: bool = True):
+    """tokens_vq: the VQ whose codes the U-ViT learns to predict (`uvit_tokens`)."""
     from ..models.amused import AmusedBase
 
     generator = torch.Generator().manual_seed(config.seed + 2)
@@ -416,7 +479,7 @@ def train_uvit(work: Path, config: BuildConfig, vq, clip, deadline: float, progr
     tok = tokenizer(work)
     text_encoder = text_encoder_from_clip(clip)
     uvit = UViT(uvit_config(config, clip.config.projection_dim))
-    base = AmusedBase(uvit, token_vq(vq.eval(), config), text_encoder, tok, source="toyworld-build")
+    base = AmusedBase(uvit, tokens_vq.eval(), text_encoder, tok, source="toyworld-build")
     uvit.requires_grad_(True).train()
     optimizer = torch.optim.AdamW(uvit.parameters(), lr=config.uvit_lr, weight_decay=0.01)
     data = {}
@@ -427,10 +490,11 @@ def train_uvit(work: Path, config: BuildConfig, vq, clip, deadline: float, progr
             data.update(uvit_data(base, scenes, pool_tokens(base, renders), config))
         return {"loss": uvit_step(base, data, optimizer, config, generator)}
 
-    meta = {"stage": "uvit", "config": asdict(config), "lr": config.uvit_lr, "architecture": uvit.config.to_dict()}
+    name = uvit_stage_name(config)
+    meta = {"stage": name, "config": asdict(config), "lr": config.uvit_lr, "architecture": uvit.config.to_dict()}
     if run_stage(
         work,
-        "uvit",
+        name,
         {"uvit": uvit},
         optimizer,
         generator,
@@ -480,7 +544,7 @@ def export_ruler(work: Path, clip, oracle, dest: Path = ASSETS) -> None:
 
 
 def export_base(work: Path, vq, clip, uvit, dest: Path = ASSETS) -> Path:
-    """The default base, in the aMUSEd folder layout that `load_base` reads. vq: the U-ViT's (`token_vq`)."""
+    """The default base, in the aMUSEd folder layout that `load_base` reads. vq: the U-ViT's (`uvit_tokens`)."""
     from ..models.tiny import save_transformer, write_model_index
 
     def write(tmp: Path) -> None:
@@ -502,12 +566,14 @@ def export_checkpoint(work: str | Path, dest: str | Path, config: BuildConfig = 
 
     work = Path(work)
     vq, clip = train_vq(work, config, 0, False), train_clip(work, config, 0, False)
-    if vq is None or clip is None or not is_complete(work / "uvit"):
+    tokens_vq = uvit_tokens(work, config, vq, 0, False) if vq is not None else None
+    folder = work / uvit_stage_name(config)
+    if tokens_vq is None or clip is None or not is_complete(folder):
         raise StyleDropError(f"{work}: no U-ViT checkpoint beside finished VQ and CLIP stages")
     uvit = UViT(uvit_config(config, clip.config.projection_dim))
-    load_module_tensors(load_file(work / "uvit" / STATE), {"uvit": uvit})
-    base = export_base(work, token_vq(vq, config), clip, uvit.eval(), Path(dest))
-    return base, int(read_meta(work / "uvit")["step"])
+    load_module_tensors(load_file(folder / STATE), {"uvit": uvit})
+    base = export_base(work, tokens_vq, clip, uvit.eval(), Path(dest))
+    return base, int(read_meta(folder)["step"])
 
 
 def build(work: str | Path, config: BuildConfig = BuildConfig(), budget_s: float = 3600, progress: bool = True) -> dict:
@@ -522,10 +588,13 @@ def build(work: str | Path, config: BuildConfig = BuildConfig(), budget_s: float
     status["oracle"] = oracle is not None
     if oracle is not None:
         export_ruler(work, clip, oracle)
-    uvit = train_uvit(work, config, vq, clip, deadline, progress) if oracle is not None else None
+    tokens_vq = uvit_tokens(work, config, vq, deadline, progress) if oracle is not None else None
+    if config.vq_local_steps:
+        status["vq_local"] = tokens_vq is not None
+    uvit = train_uvit(work, config, tokens_vq, clip, deadline, progress) if tokens_vq is not None else None
     status["uvit"] = uvit is not None
     if uvit is not None:
-        status["exported"] = str(export_base(work, token_vq(vq, config), clip, uvit))
+        status["exported"] = str(export_base(work, tokens_vq, clip, uvit))
     return status
 
 
