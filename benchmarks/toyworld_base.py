@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import append_result  # noqa: E402
 
 from styledrop.images import grid, save_png, to_pil  # noqa: E402
-from styledrop.models.amused import load_base  # noqa: E402
+from styledrop.models.amused import AmusedBase, load_base  # noqa: E402
 from styledrop.pipeline import SampleConfig  # noqa: E402
 from styledrop.toyworld.build import ASSETS, BuildConfig, export_checkpoint  # noqa: E402
 from styledrop.toyworld.evaluate import base_quality  # noqa: E402
@@ -27,22 +27,32 @@ from styledrop.toyworld.render import COLOUR_NAMES  # noqa: E402
 RESULTS = Path(__file__).parent / "results"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_base_arguments(parser: argparse.ArgumentParser) -> None:
+    """--base, or --checkpoint (with --vq-local-steps): the base a toy-world benchmark measures."""
     parser.add_argument("--base", default=None, help="aMUSEd-format folder (default: the built-in toy base)")
     parser.add_argument("--checkpoint", default=None, metavar="WORK", help="measure an unfinished build's U-ViT")
     parser.add_argument("--vq-local-steps", type=int, default=0, help="with --checkpoint: the build's uvit_local")
+
+
+def load_measured_base(args) -> tuple[AmusedBase, int | None]:
+    """The base of add_base_arguments' options, and its U-ViT's build step (None for a finished base)."""
+    base_dir, step = args.base, None
+    if args.checkpoint:
+        config = BuildConfig(vq_local_steps=args.vq_local_steps)
+        base_dir, step = export_checkpoint(args.checkpoint, tempfile.mkdtemp(), config)
+    return load_base(base_dir, "cpu"), step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_base_arguments(parser)
     parser.add_argument("--per-content", type=int, default=4)
     parser.add_argument("--decode-steps", type=int, default=12)
     parser.add_argument("--guidance", type=float, default=5.0)
     parser.add_argument("--temperature", type=float, default=SampleConfig.temperature, help="of the confidence noise")
     args = parser.parse_args()
 
-    base_dir, step = args.base, None
-    if args.checkpoint:
-        config = BuildConfig(vq_local_steps=args.vq_local_steps)
-        base_dir, step = export_checkpoint(args.checkpoint, tempfile.mkdtemp(), config)
-    base, ruler = load_base(base_dir, "cpu"), Ruler.load(ASSETS)
+    (base, step), ruler = load_measured_base(args), Ruler.load(ASSETS)
     quality = base_quality(
         base, ruler, args.per_content, SampleConfig(args.decode_steps, args.temperature, guidance=args.guidance)
     )

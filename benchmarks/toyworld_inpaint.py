@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +27,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import append_result  # noqa: E402
+from toyworld_base import add_base_arguments, load_measured_base  # noqa: E402
 from toyworld_uvit_ab import token_stats  # noqa: E402
 
-from styledrop.models.amused import load_base  # noqa: E402
-from styledrop.toyworld.build import ASSETS, BuildConfig, export_checkpoint  # noqa: E402
+from styledrop.toyworld.build import ASSETS  # noqa: E402
 from styledrop.toyworld.metrics import Ruler, render_pixels  # noqa: E402
 from styledrop.toyworld.render import FAMILIES, Scene, family_descriptor  # noqa: E402
 from styledrop.toyworld.world import sample_content, sample_style  # noqa: E402
@@ -52,18 +51,12 @@ def fill(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", default=None)
-    parser.add_argument("--checkpoint", default=None, metavar="WORK", help="measure an unfinished build's U-ViT")
-    parser.add_argument("--vq-local-steps", type=int, default=0, help="with --checkpoint: the build's uvit_local")
+    add_base_arguments(parser)
     parser.add_argument("--per-family", type=int, default=16)
     parser.add_argument("--ratios", type=float, nargs="*", default=[0.25, 0.5, 0.75, 0.9])
     args = parser.parse_args()
 
-    base_dir, step = args.base, None
-    if args.checkpoint:
-        config = BuildConfig(vq_local_steps=args.vq_local_steps)
-        base_dir, step = export_checkpoint(args.checkpoint, tempfile.mkdtemp(), config)
-    base, ruler = load_base(base_dir, "cpu"), Ruler.load(ASSETS)
+    (base, step), ruler = load_measured_base(args), Ruler.load(ASSETS)
     rng = np.random.default_rng(123)
     scenes = [Scene(sample_content(rng), sample_style(rng, f)) for f in FAMILIES for _ in range(args.per_family)]
     families = [s.style.family for s in scenes]
