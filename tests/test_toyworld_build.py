@@ -28,6 +28,17 @@ def test_an_interrupted_stage_resumes_to_the_same_weights(tmp_path):
     assert all(torch.equal(whole[k], cut[k]) for k in whole)
 
 
+def test_exporting_an_unfinished_build_trains_nothing(tmp_path):
+    from styledrop.checkpoint import read_meta
+    from styledrop.toyworld.build import export_checkpoint
+
+    assert train_vq(tmp_path, TINY, deadline=0.0, progress=False) is None  # one step, checkpointed
+    with pytest.raises(StyleDropError, match="no U-ViT checkpoint beside finished VQ and CLIP stages"):
+        export_checkpoint(tmp_path, tmp_path / "out", TINY)
+    assert read_meta(tmp_path / "vq")["step"] == 1
+    assert not (tmp_path / "clip").exists() and not (tmp_path / "out").exists()
+
+
 def test_a_finished_stage_keeps_weights_only(tmp_path):
     train_vq(tmp_path, TINY, deadline=math.inf, progress=False)
     from safetensors.torch import load_file

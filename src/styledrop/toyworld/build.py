@@ -122,6 +122,9 @@ def cosine_lr(step: int, total: int, peak: float, warmup: int = 200) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup))))
 
 
+LOAD_ONLY = -1.0  # a deadline that runs no step: a finished stage loads, an unfinished one stays as it is
+
+
 def run_stage(
     work: Path,
     name: str,
@@ -136,7 +139,8 @@ def run_stage(
     progress: bool = True,
     running: dict[str, torch.nn.Module] | None = None,
 ) -> bool:
-    """Run step_fn(step) from the stage's checkpoint to `total`; returns True when the stage is finished.
+    """Run step_fn(step) from the stage's checkpoint to `total`; returns True when the stage is finished. It runs
+    at least one step unless the deadline is LOAD_ONLY, however early the deadline.
 
     `running` holds state that matters only while the stage runs (statistics kept in buffers): it is
     checkpointed for an exact resume, and dropped once the stage is done.
@@ -144,13 +148,16 @@ def run_stage(
     folder = work / name
     step = 0
     checkpointed = {**modules, **(running or {})}
-    if is_complete(folder):
-        saved = read_meta(folder)
+    saved = read_meta(folder) if is_complete(folder) else None
+    if saved is not None:
         if saved.get("architecture", meta.get("architecture")) != meta.get("architecture"):
             raise StyleDropError(f"{folder}: a checkpoint of another architecture; move it away to start over")
         if saved.get("done"):
             load_weights(folder, modules)
             return True
+    if deadline == LOAD_ONLY:
+        return False
+    if saved is not None:
         step = int(load_state(folder, checkpointed, optimizer, generator)["step"])
     last_save = time.time()
     bar = tqdm(range(step, total), initial=step, total=total, desc=name, disable=not progress)
@@ -567,8 +574,8 @@ def export_checkpoint(work: str | Path, dest: str | Path, config: BuildConfig = 
     from ..checkpoint import STATE, load_module_tensors
 
     work = Path(work)
-    vq, clip = train_vq(work, config, 0, False), train_clip(work, config, 0, False)
-    tokens_vq = uvit_tokens(work, config, vq, 0, False) if vq is not None else None
+    vq, clip = train_vq(work, config, LOAD_ONLY, False), train_clip(work, config, LOAD_ONLY, False)
+    tokens_vq = uvit_tokens(work, config, vq, LOAD_ONLY, False) if vq is not None else None
     folder = work / uvit_stage_name(config)
     if tokens_vq is None or clip is None or not is_complete(folder):
         raise StyleDropError(f"{work}: no U-ViT checkpoint beside finished VQ and CLIP stages")
