@@ -27,13 +27,17 @@ def environment() -> dict:
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,
         "transformers": transformers.__version__,
-        "styledrop": styledrop.__version__,
+        "styledrop_version": styledrop.__version__,  # "styledrop" alone names round-1 results (toyworld_round1)
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
 
 
 def append_result(path: Path, record: dict) -> None:
     """Results files are JSON lines: one run per line, never rewritten, so runs compare over time."""
+    env = environment()
+    clash = env.keys() & record.keys()
+    if clash:
+        raise ValueError(f"{path}: the record's keys {sorted(clash)} would overwrite the environment's")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
-        f.write(json.dumps({**environment(), **record}) + "\n")
+        f.write(json.dumps({**env, **record}) + "\n")
