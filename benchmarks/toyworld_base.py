@@ -3,7 +3,7 @@ honour a named style family ("a red star in striped style")? Every shape x colou
 grids (one row per shape, one column per colour) and appends to benchmarks/results/toyworld_base.jsonl.
 
     .venv/bin/python benchmarks/toyworld_base.py [--base FOLDER | --checkpoint toyworld-build [--vq-local-steps N]]
-        [--per-content N] [--decode-steps K] [--temperature T] [--guidance G]
+        [--per-content N] [--decode-steps K] [--temperature T] [--guidance G] [--descriptor-guidance D]
 """
 
 from __future__ import annotations
@@ -49,18 +49,20 @@ def main() -> None:
     parser.add_argument("--per-content", type=int, default=4)
     parser.add_argument("--decode-steps", type=int, default=12)
     parser.add_argument("--guidance", type=float, default=5.0)
+    parser.add_argument("--descriptor-guidance", type=float, default=SampleConfig.descriptor_guidance)
     parser.add_argument("--temperature", type=float, default=SampleConfig.temperature, help="of the confidence noise")
     args = parser.parse_args()
 
     (base, step), ruler = load_measured_base(args), Ruler.load(ASSETS)
-    quality = base_quality(
-        base, ruler, args.per_content, SampleConfig(args.decode_steps, args.temperature, guidance=args.guidance)
+    sample = SampleConfig(
+        args.decode_steps, args.temperature, guidance=args.guidance, descriptor_guidance=args.descriptor_guidance
     )
+    quality = base_quality(base, ruler, args.per_content, sample)
     local = "_local" if args.vq_local_steps else ""
     prefix = "toyworld_base" if step is None else f"toyworld_base{local}_step{step}"
-    sampling = ("decode_steps", "temperature", "guidance")
+    sampling = ("decode_steps", "temperature", "guidance", "descriptor_guidance")
     if any(getattr(args, k) != parser.get_default(k) for k in sampling):  # the shipped grids stay the defaults'
-        prefix += f"_k{args.decode_steps}_t{args.temperature:g}_g{args.guidance:g}"
+        prefix += f"_k{args.decode_steps}_t{args.temperature:g}_g{args.guidance:g}_d{args.descriptor_guidance:g}"
     for name, pixels in quality.images.items():
         first_of_each = pixels[:: args.per_content]
         save_png(grid([to_pil(p) for p in first_of_each], columns=len(COLOUR_NAMES)), RESULTS / f"{prefix}_{name}.png")

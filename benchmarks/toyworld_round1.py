@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     parser.add_argument("--style-scale", type=float, default=SampleConfig.style_scale)
     parser.add_argument("--guidance", type=float, default=SampleConfig.guidance)
+    parser.add_argument("--descriptor-guidance", type=float, default=SampleConfig.descriptor_guidance)
     parser.add_argument("--decode-steps", type=int, default=SampleConfig.steps)
     parser.add_argument("--temperature", type=float, default=SampleConfig.temperature)
     parser.add_argument("--per-prompt", type=int, default=4)
@@ -47,7 +48,11 @@ def main() -> None:
 
     base, ruler = load_base(None, "cpu"), Ruler.load(ASSETS)
     sample = SampleConfig(
-        steps=args.decode_steps, temperature=args.temperature, style_scale=args.style_scale, guidance=args.guidance
+        steps=args.decode_steps,
+        temperature=args.temperature,
+        style_scale=args.style_scale,
+        guidance=args.guidance,
+        descriptor_guidance=args.descriptor_guidance,
     )
     train = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, checkpoint_every=10**6)
     reports = []

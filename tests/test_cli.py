@@ -53,7 +53,7 @@ def test_train_then_generate_end_to_end(trained):
     assert result.returncode == 0, result.stderr
     sidecar = json.loads((out / "images.json").read_text())
     assert [r["seed"] for r in sidecar["images"]] == [10, 11, 12, 13]
-    assert sidecar["images"][2]["prompts"] == {"style0": "a dog in striped style"}
+    assert sidecar["images"][2]["prompts"] == {"style0": "a dog in striped style", "content": "a dog"}
     assert sidecar["sampling"]["steps"] == 4 and sidecar["base"]["fingerprint"]
     for record in sidecar["images"]:
         assert Image.open(out / record["file"]).size == (32, 32)

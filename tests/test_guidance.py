@@ -42,6 +42,29 @@ def test_batched_guidance_equals_three_separate_evaluations(tiny_base):
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
+def test_descriptor_guidance_in_one_batch_equals_its_formula_branch_by_branch(tiny_base):
+    """Gs(t) + lA (Gs(t) - G(t)) + lB (G(t) - G(n)) + lD (G(t) - G(c_t))."""
+    conds, tokens = setup(tiny_base)
+    conds["content"] = tiny_base.condition(["a square", "a heart"])
+    la, lb, ld = 1.5, 5.0, 3.0
+    with torch.no_grad():
+        styled = tiny_base.logits(tokens, conds["text"], "style")
+        plain = tiny_base.logits(tokens, conds["text"], None)
+        negative = tiny_base.logits(tokens, conds["negative"], None)
+        content = tiny_base.logits(tokens, conds["content"], None)
+        expected = styled + la * (styled - plain) + lb * (plain - negative) + ld * (plain - content)
+        calls = []
+
+        def counting(tokens, cond, route):
+            calls.append(len(route))
+            return tiny_base.logits(tokens, cond, route)
+
+        got = guided_logits(counting, styledrop_guidance("style", la, lb, descriptor_scale=ld), conds, tokens)
+    assert calls == [8]  # one forward pass, four branches of two rows
+    assert not torch.allclose(plain, content)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_text_guidance_is_cfg():
     assert text_guidance(5.0) == [Term(6.0, "text", None), Term(-5.0, "negative", None)]
 

@@ -23,6 +23,17 @@ def test_stylize_at_strength_0_is_the_reconstruction_and_at_1_is_generation(tiny
     assert torch.equal(halfway, stylize_pixels(tiny_base, "style", pixels, prompt, 0.5, [3], config))
 
 
+def test_descriptor_guidance_needs_the_content_prompts_and_changes_the_image(tiny_base, round1):
+    tiny_base.load_adapter(round1, "style")
+    prompt, contents = ["a cat in test style"], ["a cat"]
+    off, on = SampleConfig(steps=4), SampleConfig(steps=4, descriptor_guidance=5.0)
+    with pytest.raises(ValueError, match="descriptor guidance needs the prompts without the style descriptor"):
+        sample_images(tiny_base, "style", prompt, [3], on)
+    plain = sample_images(tiny_base, "style", prompt, [3], off, contents=contents)
+    assert torch.equal(plain, sample_images(tiny_base, "style", prompt, [3], off))  # lD 0: contents unused
+    assert not torch.equal(sample_images(tiny_base, "style", prompt, [3], on, contents=contents), plain)
+
+
 def test_stylize_writes_the_reconstruction_and_versions(round1, reference_png, tmp_path):
     paths = stylize(round1, reference_png, "a circle", tmp_path / "out", 0.5, n=2, config=SampleConfig(steps=2))
     assert [p.name for p in paths] == ["a-circle-00.png", "a-circle-01.png"]

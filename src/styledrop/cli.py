@@ -52,7 +52,7 @@ def training_configs(args):
 
 
 def add_sampling_args(p, prefix: str = "", steps: int | None = None) -> None:
-    """lA, lB, decoding steps, temperature, negative prompt and batch size, with SampleConfig's defaults."""
+    """lA, lB, lD, decoding steps, temperature, negative prompt and batch size, with SampleConfig's defaults."""
     from .pipeline import SampleConfig as S
 
     p.add_argument(
@@ -62,6 +62,12 @@ def add_sampling_args(p, prefix: str = "", steps: int | None = None) -> None:
         help="lA, style strength: 0 = the adapter as trained, -1 = no style, above 0 = stronger",
     )
     p.add_argument(f"--{prefix}guidance", type=float, default=S.guidance, help="lB, text guidance")
+    p.add_argument(
+        f"--{prefix}descriptor-guidance",
+        type=float,
+        default=S.descriptor_guidance,
+        help="lD, guidance toward the style descriptor: the full prompt against the content prompt alone",
+    )
     p.add_argument(f"--{prefix}steps", type=int, default=steps or S.steps, help="decoding steps")
     p.add_argument(f"--{prefix}temperature", type=float, default=S.temperature)
     p.add_argument(f"--{prefix}negative", default=S.negative, help="negative prompt")
@@ -71,7 +77,7 @@ def add_sampling_args(p, prefix: str = "", steps: int | None = None) -> None:
 def sample_config(args, prefix: str = ""):
     from .pipeline import SampleConfig
 
-    fields = ("style_scale", "guidance", "steps", "temperature", "negative", "batch_size")
+    fields = ("style_scale", "guidance", "descriptor_guidance", "steps", "temperature", "negative", "batch_size")
     return SampleConfig(**{f: getattr(args, prefix + f) for f in fields})
 
 
@@ -138,7 +144,8 @@ def add_generate(sub) -> None:
         "--sweep",
         default=None,
         metavar="NAME=START:STOP:COUNT",
-        help="one grid column per value of style-scale, guidance, subject-weight or blend (first style's weight)",
+        help="one grid column per value of style-scale, guidance, descriptor-guidance, subject-weight or blend "
+        "(the first style's weight)",
     )
     p.add_argument("--out", required=True, help="folder for the PNGs, grid.png and images.json")
     p.add_argument("--n", type=int, default=4, help="images per prompt")

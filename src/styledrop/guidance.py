@@ -6,6 +6,11 @@ and n the negative prompt (paper, equations 1 and 4):
   text guidance (CFG):  G(t) + lB (G(t) - G(n))                      = (1+lB) G(t) - lB G(n)
   StyleDrop:            Gs(t) + lA (Gs(t) - G(t)) + lB (G(t) - G(n)) = (1+lA) Gs(t) + (lB-lA) G(t) - lB G(n)
 
+Ours, not the paper's: descriptor guidance adds lD (G(t) - G(c_t)), with c_t the prompt without the style
+descriptor. It amplifies what the descriptor's words add to the content, where plain text guidance amplifies
+the whole prompt against the negative one (in the shapes world, a base that barely listens to "in striped
+style" honours the named family more often with it: the README's shapes-world status).
+
 A mixture (equations 5-6, and style blending) is a weighted sum of StyleDrop formulas, each with its own
 adapter and prompt: with the style s on the full prompt t and the subject c on the prompt c_t without the
 style descriptor, `l = (1 - g) l_s(t) + g l_c(c_t)`; blending styles A and B is `w l_A(t_A) + (1 - w) l_B(t_B)`.
@@ -26,6 +31,9 @@ from .models.amused import Conditioning
 # (tokens (B, h, w), conditioning with B rows, adapter route) -> (B, N, V) logits
 ModelFn = Callable[[torch.Tensor, Conditioning, list], torch.Tensor]
 
+NEGATIVE = "negative"  # the conditioning key of the negative prompt, shared by every component
+CONTENT = "content"  # the key of the prompts without the style descriptor (c_t), shared likewise
+
 
 @dataclass(frozen=True)
 class Term:
@@ -35,16 +43,24 @@ class Term:
 
 
 def text_guidance(scale: float) -> list[Term]:
-    return merge([Term(1 + scale, "text", None), Term(-scale, "negative", None)])
+    return merge([Term(1 + scale, "text", None), Term(-scale, NEGATIVE, None)])
 
 
-def styledrop_guidance(adapter: str | None, style_scale: float, text_scale: float, prompt: str = "text") -> list[Term]:
-    """Equation 4 around `adapter` on `prompt`; with adapter None it reduces to text guidance."""
+def styledrop_guidance(
+    adapter: str | None,
+    style_scale: float,
+    text_scale: float,
+    prompt: str = "text",
+    descriptor_scale: float = 0.0,
+) -> list[Term]:
+    """Equation 4 around `adapter` on `prompt`, plus descriptor guidance lD (G(prompt) - G(CONTENT)); with adapter
+    None and lD 0 it reduces to text guidance."""
     return merge(
         [
             Term(1 + style_scale, prompt, adapter),
-            Term(text_scale - style_scale, prompt, None),
-            Term(-text_scale, "negative", None),
+            Term(text_scale - style_scale + descriptor_scale, prompt, None),
+            Term(-text_scale, NEGATIVE, None),
+            Term(-descriptor_scale, CONTENT, None),
         ]
     )
 
@@ -58,12 +74,15 @@ class Component:
     prompt: str  # a key into the conditionings
 
 
-def mixture_guidance(components: list[Component], style_scale: float, text_scale: float) -> list[Term]:
-    """Equation 6 generalised: sum_k w_k l_k, each l_k equation 4 with its own adapter and prompt."""
+def mixture_guidance(
+    components: list[Component], style_scale: float, text_scale: float, descriptor_scale: float = 0.0
+) -> list[Term]:
+    """Equation 6 generalised: sum_k w_k l_k, each l_k equation 4 (with descriptor guidance) with its own adapter
+    and prompt."""
     terms = [
         Term(c.weight * t.weight, t.prompt, t.adapter)
         for c in components
-        for t in styledrop_guidance(c.adapter, style_scale, text_scale, c.prompt)
+        for t in styledrop_guidance(c.adapter, style_scale, text_scale, c.prompt, descriptor_scale)
     ]
     return merge(terms)
 

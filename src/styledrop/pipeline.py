@@ -17,7 +17,7 @@ from .adapters.config import LARGE_ADAPTER, AdapterCard, AdapterConfig
 from .adapters.io import read_card
 from .errors import StyleDropError, check_ranges
 from .fileio import write_json
-from .guidance import Component, Term, guided_logits, mixture_guidance
+from .guidance import CONTENT, NEGATIVE, Component, Term, guided_logits, mixture_guidance
 from .images import center_square, grid, labelled_grid, load_image, save_png, to_pil
 from .masking import edit_mask
 from .models.amused import AmusedBase, load_base
@@ -34,6 +34,7 @@ class SampleConfig:
     temperature: float = 4.5
     style_scale: float = 1.0  # lA: style strength; 0 = the adapter as trained, -1 = the base alone
     guidance: float = 5.0  # lB: text guidance
+    descriptor_guidance: float = 0.0  # lD: guidance toward the style descriptor, lD (G(t) - G(c_t)) (guidance.py)
     negative: str = ""
     batch_size: int = 8
 
@@ -45,6 +46,7 @@ class SampleConfig:
                 "temperature": 0 <= self.temperature <= 100,
                 "style_scale": -1 <= self.style_scale <= 50,
                 "guidance": 0 <= self.guidance <= 50,
+                "descriptor_guidance": 0 <= self.descriptor_guidance <= 50,
                 "batch_size": 1 <= self.batch_size <= 1024,
             },
         )
@@ -129,9 +131,6 @@ def slug(text: str, limit: int = 40) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit] or "image"
 
 
-NEGATIVE = "negative"  # the conditioning key of the negative prompt, shared by every component
-
-
 @torch.no_grad()
 def sample_batch(
     base: AmusedBase,
@@ -145,7 +144,8 @@ def sample_batch(
     """Decode one batch: (B, 3, H, W) images in [0, 1]. prompts: B prompts per conditioning key; start: (B, h, w)
     tokens to edit, `mask_id` where they are to be re-drawn (default: all masked, i.e. generation)."""
     side = base.config.token_grid
-    conds = {key: base.condition(rows) for key, rows in prompts.items()}
+    used = {t.prompt for t in terms}
+    conds = {key: base.condition(rows) for key, rows in prompts.items() if key in used}
     conds[NEGATIVE] = base.condition([config.negative] * len(seeds))
     generators = [torch.Generator(base.device).manual_seed(s) for s in seeds]
     if start is None:
@@ -173,11 +173,14 @@ def sample_mix(
     start: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One image per seed -> (B, 3, H, W) in [0, 1], sampled from a mixture of StyleDrop-guided components
-    (guidance.mixture_guidance). prompts maps each component's prompt key to one prompt per seed. All branches
-    of a batch run in one forward pass per decoding step."""
+    (guidance.mixture_guidance). prompts maps each component's prompt key to one prompt per seed, and CONTENT to
+    the prompts without their style descriptor where descriptor guidance is on. All branches of a batch run in one
+    forward pass per decoding step."""
     if NEGATIVE in prompts:
         raise ValueError(f"prompt key {NEGATIVE!r} is reserved for the negative prompt")
-    terms = mixture_guidance(components, config.style_scale, config.guidance)
+    terms = mixture_guidance(components, config.style_scale, config.guidance, config.descriptor_guidance)
+    if any(t.prompt == CONTENT for t in terms) and CONTENT not in prompts:
+        raise ValueError(f"descriptor guidance needs the prompts without the style descriptor (key {CONTENT!r})")
     size = config.batch_size
     batches = range(0, len(seeds), size)
     chunks = [
@@ -202,10 +205,17 @@ def sample_images(
     seeds: list[int],
     config: SampleConfig,
     progress: bool = False,
+    contents: list[str] | None = None,
 ) -> torch.Tensor:
     """One image per (full prompt, seed) -> (B, 3, H, W) in [0, 1], with StyleDrop guidance around `adapter`
-    (plain text guidance when adapter is None)."""
-    return sample_mix(base, [Component(1.0, adapter, "text")], {"text": prompts}, seeds, config, progress)
+    (plain text guidance when adapter is None). contents: the prompts without their style descriptor, which
+    descriptor guidance needs."""
+    return sample_mix(base, [Component(1.0, adapter, "text")], one_prompt(prompts, contents), seeds, config, progress)
+
+
+def one_prompt(prompts: list[str], contents: list[str] | None) -> dict[str, list[str]]:
+    """The prompt rows of a single component on "text", with its contents when given (descriptor guidance)."""
+    return {"text": prompts} if contents is None else {"text": prompts, CONTENT: contents}
 
 
 # -- generate: one or several style adapters, a subject adapter, a sweep ------------------------------------------
@@ -236,7 +246,7 @@ class Recipe:
         return [(1 - g) * w / total for _, w in self.styles], g
 
 
-SWEEPABLE = ("style-scale", "guidance", "subject-weight", "blend")
+SWEEPABLE = ("style-scale", "guidance", "descriptor-guidance", "subject-weight", "blend")
 
 
 @dataclass(frozen=True)
@@ -271,6 +281,8 @@ class Sweep:
             return recipe, dataclasses.replace(config, style_scale=value)
         if self.name == "guidance":
             return recipe, dataclasses.replace(config, guidance=value)
+        if self.name == "descriptor-guidance":
+            return recipe, dataclasses.replace(config, descriptor_guidance=value)
         if self.name == "subject-weight":
             if recipe.subject is None:
                 raise StyleDropError("--sweep subject-weight: needs --subject")
@@ -339,8 +351,8 @@ class Mixer:
         }
         if recipe.subject is not None or not recipe.styles:
             name = "subject" if recipe.subject is not None else None
-            components.append(Component(g if recipe.styles else 1.0, name, "content"))
-            prompts["content"] = list(contents)
+            components.append(Component(g if recipe.styles else 1.0, name, CONTENT))
+        prompts[CONTENT] = list(contents)  # the subject's prompt, and descriptor guidance's c_t
         return components, prompts
 
 
@@ -445,6 +457,7 @@ def stylize_tokens(
     seeds: list[int],
     config: SampleConfig,
     progress: bool = False,
+    contents: list[str] | None = None,
 ) -> torch.Tensor:
     """Re-draw a `strength` fraction of each row of VQ tokens (B, h, w) with StyleDrop guidance -> (B, 3, H, W).
 
@@ -455,7 +468,8 @@ def stylize_tokens(
     mask = edit_mask(len(seeds), tokens[0].numel(), strength, [torch.Generator().manual_seed(s) for s in seeds])
     start = torch.where(mask.view_as(tokens).to(tokens.device), base.mask_id, tokens)
     edit = dataclasses.replace(config, steps=max(1, math.ceil(config.steps * strength)))
-    return sample_mix(base, [Component(1.0, adapter, "text")], {"text": prompts}, seeds, edit, progress, start)
+    component = [Component(1.0, adapter, "text")]
+    return sample_mix(base, component, one_prompt(prompts, contents), seeds, edit, progress, start)
 
 
 def stylize(
@@ -482,7 +496,9 @@ def stylize(
     tokens = model.encode_images(center_square(source, model.resolution)[None])  # (1, h, w), encoded once
     prompt = full_prompt(content, card.style)
     seeds = [seed + j for j in range(n)]
-    stylized = stylize_tokens(model, "style0", tokens.repeat(n, 1, 1), [prompt] * n, strength, seeds, config, progress)
+    stylized = stylize_tokens(
+        model, "style0", tokens.repeat(n, 1, 1), [prompt] * n, strength, seeds, config, progress, [content] * n
+    )
     outputs = [to_pil(p) for p in stylized]
     reconstruction = to_pil(model.decode_tokens(tokens)[0])
     paths, records = [], []

@@ -165,7 +165,8 @@ def generate_pool(
     batches = [jobs[i : i + sample.batch_size] for i in range(0, len(jobs), sample.batch_size)]
     todo = [b for b in batches[procs.rows(len(batches))] if not all((folder / j.file).is_file() for j in b)]
     for batch in tqdm(todo, desc="pool", disable=not progress or not todo):
-        pixels = sample_images(base, STYLE, [j.prompt for j in batch], [j.seed for j in batch], sample)
+        prompts, contents = [j.prompt for j in batch], [j.content for j in batch]
+        pixels = sample_images(base, STYLE, prompts, [j.seed for j in batch], sample, contents=contents)
         for job, image in zip(batch, pixels, strict=True):
             save_png(to_pil(image), folder / job.file)
     return sum(len(b) for b in todo)

@@ -103,10 +103,11 @@ def evaluate_style(
     prompts = [full_prompt(c.prompt(), descriptor) for c in asked]
     seeds = list(range(seed, seed + len(asked)))
     truth = render_pixels([Scene(c, reference.style) for c in contents])
-    images = {"truth": truth, "base": sample_images(base, None, prompts, seeds, sample)}
+    plain = [c.prompt() for c in asked]
+    images = {"truth": truth, "base": sample_images(base, None, prompts, seeds, sample, contents=plain)}
     report = {"base": measure(ruler, images["base"], asked, prompts, reference)}
     if adapter is not None:
-        images["adapter"] = sample_images(base, adapter, prompts, seeds, sample)
+        images["adapter"] = sample_images(base, adapter, prompts, seeds, sample, contents=plain)
         report["adapter"] = measure(ruler, images["adapter"], asked, prompts, reference)
     ceiling = measure(ruler, truth, contents, [full_prompt(c.prompt(), descriptor) for c in contents], reference)
     return StyleReport(style_name, report["base"], report.get("adapter"), ceiling, images)
@@ -130,9 +131,10 @@ def base_quality(base, ruler: Ruler, per_content: int = 2, sample: SampleConfig 
     contents = [Content(s, c) for s in SHAPES for c in COLOUR_NAMES for _ in range(per_content)]
     families = [FAMILIES[i % len(FAMILIES)] for i in range(len(contents))]
     seeds = list(range(seed, seed + len(contents)))
-    plain = sample_images(base, None, [c.prompt() for c in contents], seeds, sample)
-    styled_prompts = [full_prompt(c.prompt(), family_descriptor(f)) for c, f in zip(contents, families, strict=True)]
-    styled = sample_images(base, None, styled_prompts, seeds, sample)
+    asked = [c.prompt() for c in contents]
+    plain = sample_images(base, None, asked, seeds, sample, contents=asked)  # no descriptor: lD changes nothing
+    styled_prompts = [full_prompt(c, family_descriptor(f)) for c, f in zip(asked, families, strict=True)]
+    styled = sample_images(base, None, styled_prompts, seeds, sample, contents=asked)
     hits = ruler.content_hits(plain, contents)
     family_hits = ruler.family_hits(styled, families)
     per_family = {f: family_hits[[i for i, g in enumerate(families) if g == f]].float().mean().item() for f in FAMILIES}
