@@ -2,7 +2,8 @@
 honour a named style family ("a red star in striped style")? Every shape x colour, read by the oracle. Writes
 grids (one row per shape, one column per colour) and appends to benchmarks/results/toyworld_base.jsonl.
 
-    .venv/bin/python benchmarks/toyworld_base.py [--base FOLDER | --checkpoint toyworld-build [--vq-local-steps N]]
+    .venv/bin/python benchmarks/toyworld_base.py [--base FOLDER | --checkpoint WORK [--vq-local-steps N]
+        [--full-resolution-blocks N]]
         [--per-content N] [--decode-steps K] [--temperature T] [--guidance G] [--descriptor-guidance D]
 """
 
@@ -32,13 +33,18 @@ def add_base_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", default=None, help="aMUSEd-format folder (default: the built-in toy base)")
     parser.add_argument("--checkpoint", default=None, metavar="WORK", help="measure an unfinished build's U-ViT")
     parser.add_argument("--vq-local-steps", type=int, default=0, help="with --checkpoint: the build's uvit_local")
+    parser.add_argument(
+        "--full-resolution-blocks", type=int, default=0, help="with --checkpoint: its U-ViT's (BuildConfig)"
+    )
 
 
 def load_measured_base(args) -> tuple[AmusedBase, int | None]:
     """The base of add_base_arguments' options, and its U-ViT's build step (None for a finished base)."""
     base_dir, step = args.base, None
     if args.checkpoint:
-        config = BuildConfig(vq_local_steps=args.vq_local_steps)
+        config = BuildConfig(
+            vq_local_steps=args.vq_local_steps, uvit_full_resolution_blocks=args.full_resolution_blocks
+        )
         base_dir, step = export_checkpoint(args.checkpoint, tempfile.mkdtemp(), config)
     return load_base(base_dir, "cpu"), step
 
@@ -58,8 +64,10 @@ def main() -> None:
         args.decode_steps, args.temperature, guidance=args.guidance, descriptor_guidance=args.descriptor_guidance
     )
     quality = base_quality(base, ruler, args.per_content, sample)
-    local = "_local" if args.vq_local_steps else ""
-    prefix = "toyworld_base" if step is None else f"toyworld_base{local}_step{step}"
+    variant = ("_local" if args.vq_local_steps else "") + (
+        f"_fullres{args.full_resolution_blocks}" if args.full_resolution_blocks else ""
+    )
+    prefix = "toyworld_base" if step is None else f"toyworld_base{variant}_step{step}"
     sampling = ("decode_steps", "temperature", "guidance", "descriptor_guidance")
     if any(getattr(args, k) != parser.get_default(k) for k in sampling):  # the shipped grids stay the defaults'
         prefix += f"_k{args.decode_steps}_t{args.temperature:g}_g{args.guidance:g}_d{args.descriptor_guidance:g}"
