@@ -67,7 +67,8 @@ class BuildConfig:
     uvit_lr: float = 1e-3
     # ConvNeXt blocks at the 16x16 token grid on each side of the U-ViT's 2x2 resampling (UViTConfig): 0, as
     # measured by benchmarks/toyworld_uvit_ab.py (merged256_fullres learned no faster per second), and a U-ViT
-    # with 1, trained 3750 steps, honoured the named family less often than the shipped one (README, 2026-12-02).
+    # with 1, trained 3750 steps, drew fewer of the asked shapes than the shipped one and, with descriptor
+    # guidance, honoured the named family less often (README, 2026-12-02).
     uvit_full_resolution_blocks: int = 0
     plain_prompt_rate: float = 0.25  # prompts without the style descriptor, so "a red star" means something
     cond_dropout: float = 0.1
