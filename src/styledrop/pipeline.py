@@ -144,9 +144,8 @@ def sample_batch(
     """Decode one batch: (B, 3, H, W) images in [0, 1]. prompts: B prompts per conditioning key; start: (B, h, w)
     tokens to edit, `mask_id` where they are to be re-drawn (default: all masked, i.e. generation)."""
     side = base.config.token_grid
-    used = {t.prompt for t in terms}
-    conds = {key: base.condition(rows) for key, rows in prompts.items() if key in used}
-    conds[NEGATIVE] = base.condition([config.negative] * len(seeds))
+    rows_by_key = {**prompts, NEGATIVE: [config.negative] * len(seeds)}
+    conds = {key: base.condition(rows_by_key[key]) for key in {t.prompt for t in terms}}  # only what terms use
     generators = [torch.Generator(base.device).manual_seed(s) for s in seeds]
     if start is None:
         tokens = torch.full((len(seeds), side * side), base.mask_id, dtype=torch.long, device=base.device)

@@ -103,11 +103,11 @@ def evaluate_style(
     prompts = [full_prompt(c.prompt(), descriptor) for c in asked]
     seeds = list(range(seed, seed + len(asked)))
     truth = render_pixels([Scene(c, reference.style) for c in contents])
-    plain = [c.prompt() for c in asked]
-    images = {"truth": truth, "base": sample_images(base, None, prompts, seeds, sample, contents=plain)}
+    without_style = [c.prompt() for c in asked]
+    images = {"truth": truth, "base": sample_images(base, None, prompts, seeds, sample, contents=without_style)}
     report = {"base": measure(ruler, images["base"], asked, prompts, reference)}
     if adapter is not None:
-        images["adapter"] = sample_images(base, adapter, prompts, seeds, sample, contents=plain)
+        images["adapter"] = sample_images(base, adapter, prompts, seeds, sample, contents=without_style)
         report["adapter"] = measure(ruler, images["adapter"], asked, prompts, reference)
     ceiling = measure(ruler, truth, contents, [full_prompt(c.prompt(), descriptor) for c in contents], reference)
     return StyleReport(style_name, report["base"], report.get("adapter"), ceiling, images)
