@@ -5,6 +5,10 @@ Variants (all with the VQ and text encoder of --base, the 2048-code base; only t
 - wide: the conv path widened from 64 to 256 channels (the 2x2 downsampling squeezes 4 tokens into one cell);
 - merged256: the shipped config, on 256 groups of near-duplicate codes (the VQ's codebook merged by k-means,
   styledrop.toyworld.codebook; each group decodes as its centroid);
+- merged256_wide: merged256 with the conv path at 256 channels, so the 2x2 downsampling can keep all four
+  tokens of a cell (4 x 64 channels) instead of squeezing them into 64;
+- merged256_flat: merged256 without the 2x2 down/up-sampling: its transformer layers see all 16x16 tokens,
+  one position per token, as MaskGIT's transformer does;
 - merged256_fullres: merged256 plus one ConvNeXt block at the 16x16 token grid on each side of the 2x2
   down/up-sampling, joined by a skip (UViTConfig.full_resolution_blocks);
 - patch256: the merged256 U-ViT on local tokens: k-means of the 2x2-pixel patches themselves (PatchVQ: a token
@@ -61,6 +65,8 @@ VARIANTS = {
     "wide": {"block_out_channels": 256},
     "merged256": MERGED,
     "merged256_fullres": {**MERGED, "full_resolution_blocks": 1},
+    "merged256_wide": {**MERGED, "block_out_channels": 256},
+    "merged256_flat": {**MERGED, "downsample": False, "upsample": False},
     "patch256": MERGED,
 }
 
