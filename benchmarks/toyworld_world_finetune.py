@@ -47,11 +47,8 @@ def discrete_style(rng: np.random.Generator):
     """A training-region style whose angle and period are snapped to a few values."""
     while True:
         style = sample_style(rng)
-        step = 90 if style.family == "gradient" else 45
-        style = style.replace(
-            angle=float(step * rng.integers(360 // step if style.family == "gradient" else 180 // step)),
-            period=float(rng.choice([4.0, 6.0, 8.0])),
-        )
+        step, turn = (90, 360) if style.family == "gradient" else (45, 180)  # the ranges of world._draw_style
+        style = style.replace(angle=float(step * rng.integers(turn // step)), period=float(rng.choice([4.0, 6.0, 8.0])))
         if not in_held_out_region(style):
             return style
 

@@ -6,8 +6,18 @@ from conftest import striped_circle
 from PIL import Image
 
 from styledrop.errors import StyleDropError
+from styledrop.guidance import Component
 from styledrop.images import center_square
-from styledrop.pipeline import Recipe, SampleConfig, Sweep, generate, sample_images, stylize, stylize_pixels
+from styledrop.pipeline import (
+    Recipe,
+    SampleConfig,
+    Sweep,
+    generate,
+    sample_images,
+    sample_mix,
+    stylize,
+    stylize_pixels,
+)
 
 
 def test_stylize_at_strength_0_is_the_reconstruction_and_at_1_is_generation(tiny_base, round1):
@@ -32,6 +42,12 @@ def test_descriptor_guidance_needs_the_content_prompts_and_changes_the_image(tin
     plain = sample_images(tiny_base, "style", prompt, [3], off, contents=contents)
     assert torch.equal(plain, sample_images(tiny_base, "style", prompt, [3], off))  # lD 0: contents unused
     assert not torch.equal(sample_images(tiny_base, "style", prompt, [3], on, contents=contents), plain)
+
+
+def test_sampling_names_the_guidance_keys_it_has_no_prompts_for(tiny_base):
+    components = [Component(1.0, None, "text"), Component(1.0, None, "other")]
+    with pytest.raises(ValueError, match=r"no prompts for the guidance terms' keys \['other'\]"):
+        sample_mix(tiny_base, components, {"text": ["a cat"]}, [3], SampleConfig(steps=2))
 
 
 def test_stylize_writes_the_reconstruction_and_versions(round1, reference_png, tmp_path):

@@ -178,8 +178,11 @@ def sample_mix(
     if NEGATIVE in prompts:
         raise ValueError(f"prompt key {NEGATIVE!r} is reserved for the negative prompt")
     terms = mixture_guidance(components, config.style_scale, config.guidance, config.descriptor_guidance)
-    if any(t.prompt == CONTENT for t in terms) and CONTENT not in prompts:
+    missing = {t.prompt for t in terms} - prompts.keys() - {NEGATIVE}
+    if CONTENT in missing:
         raise ValueError(f"descriptor guidance needs the prompts without the style descriptor (key {CONTENT!r})")
+    if missing:
+        raise ValueError(f"no prompts for the guidance terms' keys {sorted(missing)}")
     size = config.batch_size
     batches = range(0, len(seeds), size)
     chunks = [
@@ -496,7 +499,7 @@ def stylize(
     prompt = full_prompt(content, card.style)
     seeds = [seed + j for j in range(n)]
     stylized = stylize_tokens(
-        model, "style0", tokens.repeat(n, 1, 1), [prompt] * n, strength, seeds, config, progress, [content] * n
+        model, "style0", tokens.repeat(n, 1, 1), [prompt] * n, strength, seeds, config, progress, contents=[content] * n
     )
     outputs = [to_pil(p) for p in stylized]
     reconstruction = to_pil(model.decode_tokens(tokens)[0])
