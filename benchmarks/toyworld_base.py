@@ -2,8 +2,7 @@
 honour a named style family ("a red star in striped style")? Every shape x colour, read by the oracle. Writes
 grids (one row per shape, one column per colour) and appends to benchmarks/results/toyworld_base.jsonl.
 
-    .venv/bin/python benchmarks/toyworld_base.py [--base FOLDER | --checkpoint WORK [--vq-local-steps N]
-        [--full-resolution-blocks N]]
+    .venv/bin/python benchmarks/toyworld_base.py [--base FOLDER | --checkpoint WORK [--vq-local-steps N]]
         [--per-content N] [--decode-steps K] [--temperature T] [--guidance G] [--descriptor-guidance D]
 """
 
@@ -33,20 +32,20 @@ def add_base_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", default=None, help="aMUSEd-format folder (default: the built-in toy base)")
     parser.add_argument("--checkpoint", default=None, metavar="WORK", help="measure an unfinished build's U-ViT")
     parser.add_argument("--vq-local-steps", type=int, default=0, help="with --checkpoint: the build's uvit_local")
-    parser.add_argument(
-        "--full-resolution-blocks", type=int, default=0, help="with --checkpoint: its U-ViT's (BuildConfig)"
-    )
 
 
 def load_measured_base(args) -> tuple[AmusedBase, int | None]:
     """The base of add_base_arguments' options, and its U-ViT's build step (None for a finished base)."""
     base_dir, step = args.base, None
     if args.checkpoint:
-        config = BuildConfig(
-            vq_local_steps=args.vq_local_steps, uvit_full_resolution_blocks=args.full_resolution_blocks
-        )
+        config = BuildConfig(vq_local_steps=args.vq_local_steps)
         base_dir, step = export_checkpoint(args.checkpoint, tempfile.mkdtemp(), config)
     return load_base(base_dir, "cpu"), step
+
+
+def checkpoint_label(work: str | None) -> str:
+    """Grid names of a build folder other than the default one carry its name."""
+    return "" if work is None or Path(work).name == "toyworld-build" else f"_{Path(work).name}"
 
 
 def main() -> None:
@@ -64,9 +63,7 @@ def main() -> None:
         args.decode_steps, args.temperature, guidance=args.guidance, descriptor_guidance=args.descriptor_guidance
     )
     quality = base_quality(base, ruler, args.per_content, sample)
-    variant = ("_local" if args.vq_local_steps else "") + (
-        f"_fullres{args.full_resolution_blocks}" if args.full_resolution_blocks else ""
-    )
+    variant = ("_local" if args.vq_local_steps else "") + checkpoint_label(args.checkpoint)
     prefix = "toyworld_base" if step is None else f"toyworld_base{variant}_step{step}"
     sampling = ("decode_steps", "temperature", "guidance", "descriptor_guidance")
     if any(getattr(args, k) != parser.get_default(k) for k in sampling):  # the shipped grids stay the defaults'
@@ -75,6 +72,8 @@ def main() -> None:
         first_of_each = pixels[:: args.per_content]
         save_png(grid([to_pil(p) for p in first_of_each], columns=len(COLOUR_NAMES)), RESULTS / f"{prefix}_{name}.png")
     record = {"plain": quality.plain, "family": quality.family, "passes": quality.passes(), "uvit_step": step}
+    if step is not None:
+        record["architecture"] = base.transformer.config.to_dict()
     record["settings"] = vars(args)
     append_result(RESULTS / "toyworld_base.jsonl", record)
     print({k: v for k, v in record.items() if k != "settings"})

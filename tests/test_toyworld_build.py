@@ -86,6 +86,22 @@ def test_an_interrupted_uvit_stage_resumes_to_the_same_weights(tmp_path):
         train_uvit(tmp_path / "whole", other, token_vq(vq, other), clip, math.inf, False)
 
 
+def test_an_unfinished_uvit_exports_with_the_shape_its_checkpoint_records(tmp_path):
+    """A build with a wider conv path, measured mid-way by a benchmark that passes the default config."""
+    from styledrop.models.amused import load_base
+    from styledrop.toyworld.build import export_checkpoint, token_vq, train_clip, train_uvit
+
+    wide = dataclasses.replace(
+        TINY, pool=16, clip_steps=2, clip_batch=4, token_groups=8, uvit_steps=3, uvit_batch=4, uvit_block_channels=32
+    )
+    vq = train_vq(tmp_path, wide, math.inf, progress=False)
+    clip = train_clip(tmp_path, wide, math.inf, progress=False)
+    assert train_uvit(tmp_path, wide, token_vq(vq, wide), clip, 0.0, progress=False) is None  # one step
+    folder, step = export_checkpoint(tmp_path, tmp_path / "out", dataclasses.replace(wide, uvit_block_channels=64))
+    assert step == 1
+    assert load_base(str(folder)).transformer.config.block_out_channels == 32
+
+
 def test_the_local_vq_stage_resumes_and_gives_a_flat_region_one_code(tmp_path):
     """vq_local: the merged VQ fine-tuned with an encoder that sees only its own 2x2 patch. Stopped after every
     step it ends where one run ends; its off-centre encoder taps stay zero; and every token of a flat half of

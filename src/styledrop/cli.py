@@ -238,6 +238,8 @@ def run_demo(args) -> None:
 
 
 def add_build_toy_base(sub) -> None:
+    from .toyworld.build import BuildConfig as B
+
     p = sub.add_parser("build-toy-base", help="(re)build the shapes-world base model, resuming where it stopped")
     p.add_argument("--work", default="toyworld-build", help="folder for stage checkpoints")
     p.add_argument("--budget-minutes", type=float, default=120.0, help="stop cleanly (checkpointed) after this long")
@@ -245,13 +247,20 @@ def add_build_toy_base(sub) -> None:
     p.add_argument(
         "--vq-local-steps", type=int, default=0, help="fine-tune a VQ with a patch-local encoder for the U-ViT (0: off)"
     )
+    p.add_argument("--uvit-steps", type=int, default=B.uvit_steps, help="training steps of the U-ViT")
+    p.add_argument("--uvit-channels", type=int, default=B.uvit_block_channels, help="channels of the U-ViT's conv path")
     p.set_defaults(run=run_build_toy_base)
 
 
 def run_build_toy_base(args) -> None:
     from .toyworld.build import BuildConfig, build
 
-    config = BuildConfig(seed=args.seed, vq_local_steps=args.vq_local_steps)
+    config = BuildConfig(
+        seed=args.seed,
+        vq_local_steps=args.vq_local_steps,
+        uvit_steps=args.uvit_steps,
+        uvit_block_channels=args.uvit_channels,
+    )
     status = build(args.work, config, budget_s=args.budget_minutes * 60)
     for stage, done in status.items():
         print(f"{stage}: {done if isinstance(done, str) else 'done' if done else 'not finished (run again to resume)'}")
