@@ -19,7 +19,7 @@ from common import append_result  # noqa: E402
 from styledrop.images import grid, save_png, to_pil  # noqa: E402
 from styledrop.models.amused import AmusedBase, load_base  # noqa: E402
 from styledrop.pipeline import SampleConfig  # noqa: E402
-from styledrop.toyworld.build import ASSETS, BuildConfig, export_checkpoint  # noqa: E402
+from styledrop.toyworld.build import ASSETS, DEFAULT_WORK, BuildConfig, export_checkpoint  # noqa: E402
 from styledrop.toyworld.evaluate import base_quality  # noqa: E402
 from styledrop.toyworld.metrics import Ruler  # noqa: E402
 from styledrop.toyworld.render import COLOUR_NAMES  # noqa: E402
@@ -45,7 +45,7 @@ def load_measured_base(args) -> tuple[AmusedBase, int | None]:
 
 def checkpoint_label(work: str | None) -> str:
     """Grid names of a build folder other than the default one carry its name."""
-    return "" if work is None or Path(work).name == "toyworld-build" else f"_{Path(work).name}"
+    return "" if work is None or Path(work).name == DEFAULT_WORK else f"_{Path(work).name}"
 
 
 def main() -> None:

@@ -51,14 +51,22 @@ from styledrop.images import array_to_tensor  # noqa: E402
 from styledrop.models.amused import AmusedBase, load_base  # noqa: E402
 from styledrop.models.uvit import UViT  # noqa: E402
 from styledrop.pipeline import SampleConfig  # noqa: E402
-from styledrop.toyworld.build import ASSETS, BuildConfig, pool_tokens, scene_pool, uvit_data, uvit_step  # noqa: E402
+from styledrop.toyworld.build import (  # noqa: E402
+    ASSETS,
+    DEFAULT_WORK,
+    BuildConfig,
+    pool_tokens,
+    scene_pool,
+    uvit_data,
+    uvit_step,
+)
 from styledrop.toyworld.codebook import group_means, kmeans, merge_codebook  # noqa: E402
 from styledrop.toyworld.evaluate import base_quality  # noqa: E402
 from styledrop.toyworld.metrics import Ruler, render_pixels  # noqa: E402
 from styledrop.toyworld.world import random_textures, sample_scenes  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-WORK = Path(__file__).parent.parent / "toyworld-build"  # the build's pool cache (toyworld-build/data)
+WORK = Path(__file__).parent.parent / DEFAULT_WORK  # the build's pool cache (toyworld-build/data)
 MERGED = {"codebook_size": 256, "vocab_size": 257}
 VARIANTS = {
     "shipped": {},

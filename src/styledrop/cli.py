@@ -238,10 +238,11 @@ def run_demo(args) -> None:
 
 
 def add_build_toy_base(sub) -> None:
+    from .toyworld.build import DEFAULT_WORK
     from .toyworld.build import BuildConfig as B
 
     p = sub.add_parser("build-toy-base", help="(re)build the shapes-world base model, resuming where it stopped")
-    p.add_argument("--work", default="toyworld-build", help="folder for stage checkpoints")
+    p.add_argument("--work", default=DEFAULT_WORK, help="folder for stage checkpoints")
     p.add_argument("--budget-minutes", type=float, default=120.0, help="stop cleanly (checkpointed) after this long")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

@@ -129,6 +129,7 @@ def cosine_lr(step: int, total: int, peak: float, warmup: int = 200) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup))))
 
 
+DEFAULT_WORK = "toyworld-build"  # the build folder, relative to where the build runs (the repo root)
 LOAD_ONLY = -1.0  # a deadline that runs no step: a finished stage loads, an unfinished one stays as it is
 
 
@@ -621,7 +622,7 @@ if __name__ == "__main__":
 
     print(
         build(
-            sys.argv[1] if len(sys.argv) > 1 else "toyworld-build",
+            sys.argv[1] if len(sys.argv) > 1 else DEFAULT_WORK,
             budget_s=float(sys.argv[2]) if len(sys.argv) > 2 else 3600,
         )
     )
