@@ -56,11 +56,16 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=5.0)
     parser.add_argument("--descriptor-guidance", type=float, default=SampleConfig.descriptor_guidance)
     parser.add_argument("--temperature", type=float, default=SampleConfig.temperature, help="of the confidence noise")
+    parser.add_argument("--token-temperature", type=float, default=SampleConfig.token_temperature)
     args = parser.parse_args()
 
     (base, step), ruler = load_measured_base(args), Ruler.load(ASSETS)
     sample = SampleConfig(
-        args.decode_steps, args.temperature, guidance=args.guidance, descriptor_guidance=args.descriptor_guidance
+        args.decode_steps,
+        args.temperature,
+        token_temperature=args.token_temperature,
+        guidance=args.guidance,
+        descriptor_guidance=args.descriptor_guidance,
     )
     quality = base_quality(base, ruler, args.per_content, sample)
     variant = ("_local" if args.vq_local_steps else "") + checkpoint_label(args.checkpoint)
@@ -68,6 +73,8 @@ def main() -> None:
     sampling = ("decode_steps", "temperature", "guidance", "descriptor_guidance")
     if any(getattr(args, k) != parser.get_default(k) for k in sampling):  # the shipped grids stay the defaults'
         prefix += f"_k{args.decode_steps}_t{args.temperature:g}_g{args.guidance:g}_d{args.descriptor_guidance:g}"
+    if args.token_temperature != parser.get_default("token_temperature"):  # names from before the flag stay
+        prefix += f"_tt{args.token_temperature:g}"
     for name, pixels in quality.images.items():
         first_of_each = pixels[:: args.per_content]
         save_png(grid([to_pil(p) for p in first_of_each], columns=len(COLOUR_NAMES)), RESULTS / f"{prefix}_{name}.png")

@@ -48,6 +48,12 @@ def rising(values: list[float]) -> bool:
     return all(x <= y for x, y in pairwise(values))
 
 
+def tag(sample: SampleConfig) -> str:
+    """Grid-name suffix: lB, and the token temperature where it is not the default (older names stay)."""
+    tt = "" if sample.token_temperature == SampleConfig.token_temperature else f"_tt{sample.token_temperature:g}"
+    return f"lB{sample.guidance:g}{tt}"
+
+
 def style_adapter(base, name: str, work: Path, config: TrainConfig) -> str:
     """Round 1 on the style's bundled reference, trained once and kept in work/; loaded under `name`."""
     folder = work / name
@@ -108,12 +114,13 @@ def run_subject(base, ruler, styles, work, config, sample, n, weights, shape: Ad
             }
             rows[arm] = row | {f"{k}_fraction": row[k] / ceiling[k] for k in row if ceiling[k]}
         cells = [to_pil(p) for i in range(min(n, 4)) for p in [truth[i], *(a[i] for a in arms.values())]]
-        save_png(labelled_grid(cells, ["truth", *arms]), GRIDS / f"subject_{name}_lB{sample.guidance:g}.png")
+        save_png(labelled_grid(cells, ["truth", *arms]), GRIDS / f"subject_{name}_{tag(sample)}.png")
         append_result(
             RESULTS / "toyworld_subject.jsonl",
             {
                 "style": name,
                 "guidance": sample.guidance,
+                "token_temperature": sample.token_temperature,
                 "arms": rows,
                 "ceiling": ceiling,
                 "n": n,
@@ -152,12 +159,17 @@ def run_blend(base, ruler, pairs, work, config, sample, per_content, weights) ->
         toward_b = [r[f"style_toward_{b}"] for r in rows]
         monotone = rising(toward_a) and rising(toward_b[::-1])
         cells = [to_pil(col[i]) for i in range(0, len(asked), per_content) for col in columns]
-        save_png(
-            labelled_grid(cells, [f"{a} {w:g}" for w in weights]), GRIDS / f"blend_{a}_{b}_lB{sample.guidance:g}.png"
-        )
+        save_png(labelled_grid(cells, [f"{a} {w:g}" for w in weights]), GRIDS / f"blend_{a}_{b}_{tag(sample)}.png")
         append_result(
             RESULTS / "toyworld_blend.jsonl",
-            {"a": a, "b": b, "guidance": sample.guidance, "rows": rows, "monotone": monotone},
+            {
+                "a": a,
+                "b": b,
+                "guidance": sample.guidance,
+                "token_temperature": sample.token_temperature,
+                "rows": rows,
+                "monotone": monotone,
+            },
         )
         print(f"blend {a} (w) + {b} (1 - w), lB {sample.guidance:g}: monotone {monotone}")
         for r in rows:
@@ -201,9 +213,10 @@ def run_stylize(base, ruler, styles, work, config, sample, per_content, strength
         cells = [to_pil(col[i]) for i in range(0, len(asked), per_content) for col in [inputs, *columns]]
         save_png(
             labelled_grid(cells, ["input", *[f"s={s:g}" for s in strengths]]),
-            GRIDS / f"stylize_{name}_lB{sample.guidance:g}.png",
+            GRIDS / f"stylize_{name}_{tag(sample)}.png",
         )
-        record = {"style": name, "guidance": sample.guidance, "rows": rows, "ceiling": ceiling, "monotone": monotone}
+        record = {"style": name, "guidance": sample.guidance, "token_temperature": sample.token_temperature}
+        record |= {"rows": rows, "ceiling": ceiling, "monotone": monotone}
         append_result(RESULTS / "toyworld_stylize.jsonl", record)
         print(f"stylize into {name}, lB {sample.guidance:g}: {monotone}")
         for r in rows:
@@ -220,6 +233,7 @@ def main() -> None:
     parser.add_argument("--blend-weights", type=float, nargs="*", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     parser.add_argument("--strengths", type=float, nargs="*", default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     parser.add_argument("--decode-steps", type=int, default=12)
+    parser.add_argument("--token-temperature", type=float, default=SampleConfig.token_temperature)
     parser.add_argument("--guidance", type=float, nargs="*", default=[5.0, 1.0], help="lB values, each a full run")
     parser.add_argument("--work", default="benchmark-work/mixing", help="trained adapters (not committed)")
     parser.add_argument("--subject-rank", type=int, default=LARGE_ADAPTER.rank)
@@ -229,7 +243,7 @@ def main() -> None:
     base, ruler = load_base(None, "cpu"), Ruler.load(ASSETS)
     config, work = TrainConfig(checkpoint_every=10**6), Path(args.work)
     for lb in args.guidance:
-        sample = SampleConfig(steps=args.decode_steps, guidance=lb)
+        sample = SampleConfig(steps=args.decode_steps, token_temperature=args.token_temperature, guidance=lb)
         if "subject" in args.parts:
             shape = AdapterConfig(rank=args.subject_rank, shared=args.subject_shared)
             run_subject(base, ruler, args.styles, work, config, sample, args.n, args.subject_weights, shape)

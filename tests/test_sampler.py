@@ -83,3 +83,25 @@ def test_token_sampling_follows_the_softmax():
     draws = sample_tokens(logits, [torch.Generator().manual_seed(0)])
     freq = torch.bincount(draws[0], minlength=3).float() / 20_000
     assert torch.allclose(freq, torch.tensor([0.1, 0.2, 0.7]), atol=0.01)
+
+
+def test_token_temperature_sharpens_the_softmax_and_zero_takes_the_argmax():
+    from styledrop.sampler import sample_tokens
+
+    p = torch.tensor([0.1, 0.2, 0.7])
+    logits = torch.log(p)[None, None].expand(1, 20_000, 3)
+
+    def frequencies(temperature):
+        draws = sample_tokens(logits, [torch.Generator().manual_seed(0)], temperature)
+        return torch.bincount(draws[0], minlength=3).float() / 20_000
+
+    sharpened = p**2 / (p**2).sum()  # softmax(logits / 0.5)
+    assert torch.allclose(frequencies(0.5), sharpened, atol=0.01)
+    assert torch.equal(frequencies(0.0), torch.tensor([0.0, 0.0, 1.0]))
+
+
+def test_decoding_at_token_temperature_zero_fills_with_each_position_s_most_likely_token():
+    tokens = torch.full((2, N), MASK)
+    out = decode(toy_logits, tokens, MASK, 6, 4.5, [torch.Generator().manual_seed(s) for s in (0, 1)], False, 0.0)
+    assert (out == VOCAB - 1).all()  # toy_logits rises with the id at every position
+    assert (run([0, 1]) != VOCAB - 1).any()  # at temperature 1 the draws spread

@@ -52,7 +52,7 @@ def training_configs(args):
 
 
 def add_sampling_args(p, prefix: str = "", steps: int | None = None) -> None:
-    """lA, lB, lD, decoding steps, temperature, negative prompt and batch size, with SampleConfig's defaults."""
+    """lA, lB, lD, decoding steps, temperatures, negative prompt and batch size, with SampleConfig's defaults."""
     from .pipeline import SampleConfig as S
 
     p.add_argument(
@@ -69,7 +69,15 @@ def add_sampling_args(p, prefix: str = "", steps: int | None = None) -> None:
         help="lD, guidance toward the style descriptor: the full prompt against the content prompt alone",
     )
     p.add_argument(f"--{prefix}steps", type=int, default=steps or S.steps, help="decoding steps")
-    p.add_argument(f"--{prefix}temperature", type=float, default=S.temperature)
+    p.add_argument(
+        f"--{prefix}temperature", type=float, default=S.temperature, help="of the noise that picks which tokens to keep"
+    )
+    p.add_argument(
+        f"--{prefix}token-temperature",
+        type=float,
+        default=S.token_temperature,
+        help="of each token's draw: 1 = the model's distribution, 0 = its most likely token",
+    )
     p.add_argument(f"--{prefix}negative", default=S.negative, help="negative prompt")
     p.add_argument(f"--{prefix}batch-size", type=int, default=S.batch_size)
 
@@ -77,7 +85,16 @@ def add_sampling_args(p, prefix: str = "", steps: int | None = None) -> None:
 def sample_config(args, prefix: str = ""):
     from .pipeline import SampleConfig
 
-    fields = ("style_scale", "guidance", "descriptor_guidance", "steps", "temperature", "negative", "batch_size")
+    fields = (
+        "style_scale",
+        "guidance",
+        "descriptor_guidance",
+        "steps",
+        "temperature",
+        "token_temperature",
+        "negative",
+        "batch_size",
+    )
     return SampleConfig(**{f: getattr(args, prefix + f) for f in fields})
 
 
@@ -250,6 +267,8 @@ def add_build_toy_base(sub) -> None:
     )
     p.add_argument("--uvit-steps", type=int, default=B.uvit_steps, help="training steps of the U-ViT")
     p.add_argument("--uvit-channels", type=int, default=B.uvit_block_channels, help="channels of the U-ViT's conv path")
+    p.add_argument("--uvit-hidden", type=int, default=B.uvit_hidden_size, help="width of the U-ViT's transformer")
+    p.add_argument("--uvit-layers", type=int, default=B.uvit_layers, help="transformer layers of the U-ViT")
     p.set_defaults(run=run_build_toy_base)
 
 
@@ -261,6 +280,8 @@ def run_build_toy_base(args) -> None:
         vq_local_steps=args.vq_local_steps,
         uvit_steps=args.uvit_steps,
         uvit_block_channels=args.uvit_channels,
+        uvit_hidden_size=args.uvit_hidden,
+        uvit_layers=args.uvit_layers,
     )
     status = build(args.work, config, budget_s=args.budget_minutes * 60)
     for stage, done in status.items():

@@ -31,12 +31,14 @@ class SampleConfig:
     """Sampling settings; paper defaults: 36 decoding steps, temperature 4.5, lB = 5, lA in 0-2 for round 1."""
 
     steps: int = 36
-    temperature: float = 4.5
+    temperature: float = 4.5  # of the Gumbel noise on the confidence that picks which tokens to keep
     style_scale: float = 1.0  # lA: style strength; 0 = the adapter as trained, -1 = the base alone
     guidance: float = 5.0  # lB: text guidance
     descriptor_guidance: float = 0.0  # lD: guidance toward the style descriptor, lD (G(t) - G(c_t)) (guidance.py)
     negative: str = ""
     batch_size: int = 8
+    # Last, so that positional use from before it keeps its meaning.
+    token_temperature: float = 1.0  # of the draw of each token: 1 = the model's distribution, 0 = its argmax
 
     def __post_init__(self):
         check_ranges(
@@ -44,6 +46,7 @@ class SampleConfig:
             {
                 "steps": 1 <= self.steps <= 1000,
                 "temperature": 0 <= self.temperature <= 100,
+                "token_temperature": 0 <= self.token_temperature <= 10,
                 "style_scale": -1 <= self.style_scale <= 50,
                 "guidance": 0 <= self.guidance <= 50,
                 "descriptor_guidance": 0 <= self.descriptor_guidance <= 50,
@@ -158,7 +161,16 @@ def sample_batch(
     def logits_fn(flat: torch.Tensor) -> torch.Tensor:
         return guided_logits(model, terms, conds, flat.view(-1, side, side))
 
-    tokens = decode(logits_fn, tokens, base.mask_id, config.steps, config.temperature, generators, progress)
+    tokens = decode(
+        logits_fn,
+        tokens,
+        base.mask_id,
+        config.steps,
+        config.temperature,
+        generators,
+        progress,
+        config.token_temperature,
+    )
     return base.decode_tokens(tokens.view(-1, side, side))
 
 

@@ -1,9 +1,10 @@
 """MaskGIT iterative parallel decoding over any function that returns logits.
 
-Start from masked tokens (all of them to generate, some of an image's to edit it); at each of K steps predict every masked token, sample it, keep the most confident
-predictions and re-mask the rest so that the cosine schedule's count stays masked. Confidence is perturbed by
-Gumbel noise whose temperature anneals to zero. Every draw of row b comes from generators[b], so an image
-depends on its own seed only, not on what else is in the batch.
+Start from masked tokens (all of them to generate, some of an image's to edit it); at each of K steps predict
+every masked token, sample it, keep the most confident predictions and re-mask the rest so that the cosine
+schedule's count stays masked. Tokens are drawn from softmax(logits / token_temperature) (0: the most likely
+one); confidence is perturbed by Gumbel noise whose temperature anneals to zero. Every draw of row b comes from
+generators[b], so an image depends on its own seed only, not on what else is in the batch.
 """
 
 from __future__ import annotations
@@ -28,11 +29,14 @@ def gumbel(u: torch.Tensor) -> torch.Tensor:
     return -torch.log((-torch.log(u.clamp(1e-20, 1.0))).clamp_min(1e-20))
 
 
-def sample_tokens(logits: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
-    """(B, N, V) logits -> (B, N) ids drawn from softmax(logits) by the Gumbel-max trick, row b from
-    generators[b]; the noise is made on the generators' device, so nothing leaves the GPU."""
+def sample_tokens(
+    logits: torch.Tensor, generators: Sequence[torch.Generator], token_temperature: float = 1.0
+) -> torch.Tensor:
+    """(B, N, V) logits -> (B, N) ids drawn from softmax(logits / token_temperature) by the Gumbel-max trick,
+    row b from generators[b]; the noise is made on the generators' device, so nothing leaves the GPU. The noise is
+    drawn even at temperature 0, so that every setting consumes the generators alike."""
     noise = gumbel(row_uniform(generators, tuple(logits.shape[1:]), logits.device))
-    return (logits + noise).argmax(dim=-1)
+    return (logits + token_temperature * noise).argmax(dim=-1)
 
 
 def remask_least_confident(confidence: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -49,6 +53,7 @@ def decode(
     temperature: float,
     generators: Sequence[torch.Generator],
     progress: bool = False,
+    token_temperature: float = 1.0,
 ) -> torch.Tensor:
     """Fill the `mask_id` positions of tokens (B, N) in `steps` steps; returns (B, N) token ids."""
     if len(generators) != tokens.shape[0]:
@@ -61,7 +66,7 @@ def decode(
         if not unknown.any():
             break
         logits = logits_fn(tokens).float()
-        sampled = torch.where(unknown, sample_tokens(logits, generators), tokens)
+        sampled = torch.where(unknown, sample_tokens(logits, generators, token_temperature), tokens)
         if step == steps - 1:
             return sampled
         chosen_logprob = logits.log_softmax(dim=-1).gather(-1, sampled[..., None])[..., 0]
