@@ -41,3 +41,10 @@ def append_result(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         f.write(json.dumps({**env, **record}) + "\n")
+
+
+def token_temperature_tag(token_temperature: float) -> str:
+    """Suffix for result names drawn at a non-default token temperature; names from before the option stay."""
+    from styledrop.pipeline import SampleConfig
+
+    return "" if token_temperature == SampleConfig.token_temperature else f"_tt{token_temperature:g}"

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import append_result  # noqa: E402
+from common import append_result, token_temperature_tag  # noqa: E402
 
 from styledrop.images import grid, save_png, to_pil  # noqa: E402
 from styledrop.models.amused import AmusedBase, load_base  # noqa: E402
@@ -73,8 +73,7 @@ def main() -> None:
     sampling = ("decode_steps", "temperature", "guidance", "descriptor_guidance")
     if any(getattr(args, k) != parser.get_default(k) for k in sampling):  # the shipped grids stay the defaults'
         prefix += f"_k{args.decode_steps}_t{args.temperature:g}_g{args.guidance:g}_d{args.descriptor_guidance:g}"
-    if args.token_temperature != parser.get_default("token_temperature"):  # names from before the flag stay
-        prefix += f"_tt{args.token_temperature:g}"
+    prefix += token_temperature_tag(args.token_temperature)
     for name, pixels in quality.images.items():
         first_of_each = pixels[:: args.per_content]
         save_png(grid([to_pil(p) for p in first_of_each], columns=len(COLOUR_NAMES)), RESULTS / f"{prefix}_{name}.png")

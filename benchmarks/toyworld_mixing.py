@@ -23,7 +23,7 @@ from itertools import pairwise
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import append_result  # noqa: E402
+from common import append_result, token_temperature_tag  # noqa: E402
 
 from styledrop.adapters.config import LARGE_ADAPTER, AdapterConfig  # noqa: E402
 from styledrop.guidance import Component  # noqa: E402
@@ -49,9 +49,8 @@ def rising(values: list[float]) -> bool:
 
 
 def tag(sample: SampleConfig) -> str:
-    """Grid-name suffix: lB, and the token temperature where it is not the default (older names stay)."""
-    tt = "" if sample.token_temperature == SampleConfig.token_temperature else f"_tt{sample.token_temperature:g}"
-    return f"lB{sample.guidance:g}{tt}"
+    """Grid-name suffix: lB, and the token temperature where it is not the default."""
+    return f"lB{sample.guidance:g}{token_temperature_tag(sample.token_temperature)}"
 
 
 def style_adapter(base, name: str, work: Path, config: TrainConfig) -> str:

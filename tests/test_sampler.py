@@ -102,6 +102,8 @@ def test_token_temperature_sharpens_the_softmax_and_zero_takes_the_argmax():
 
 def test_decoding_at_token_temperature_zero_fills_with_each_position_s_most_likely_token():
     tokens = torch.full((2, N), MASK)
-    out = decode(toy_logits, tokens, MASK, 6, 4.5, [torch.Generator().manual_seed(s) for s in (0, 1)], False, 0.0)
+    out = decode(
+        toy_logits, tokens, MASK, 6, 4.5, [torch.Generator().manual_seed(s) for s in (0, 1)], token_temperature=0.0
+    )
     assert (out == VOCAB - 1).all()  # toy_logits rises with the id at every position
     assert (run([0, 1]) != VOCAB - 1).any()  # at temperature 1 the draws spread
