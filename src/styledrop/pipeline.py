@@ -168,8 +168,8 @@ def sample_batch(
         config.steps,
         config.temperature,
         generators,
-        progress,
-        config.token_temperature,
+        progress=progress,
+        token_temperature=config.token_temperature,
     )
     return base.decode_tokens(tokens.view(-1, side, side))
 
