@@ -8,11 +8,12 @@ Worlds (both keep the held-out regions out):
   periods of 4, 6 or 8 pixels, so that each family is a handful of exact patterns instead of a continuum.
 
 If the discrete world lifts the family far above the control, a rebuild on a simpler world is the way to the
-bar; if not, the U-ViT's learning of patterns is, whatever their number. Measured with the default sampling and
-with descriptor guidance (lD 5, lB 2, 36 steps, temperature 0). Appends to
+bar; if not, the U-ViT's learning of patterns is, whatever their number. `--family F` draws every scene of one
+family: whether the U-ViT learns that family at all when nothing else competes for its capacity. Measured with
+the default sampling and with descriptor guidance (lD 5, lB 2, 36 steps, temperature 0). Appends to
 benchmarks/results/toyworld_world_finetune.jsonl.
 
-    .venv/bin/python benchmarks/toyworld_world_finetune.py --world discrete|regular [--steps 1000]
+    .venv/bin/python benchmarks/toyworld_world_finetune.py --world discrete|regular [--family F] [--steps 1000]
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from styledrop.pipeline import SampleConfig  # noqa: E402
 from styledrop.toyworld.build import ASSETS, BuildConfig, cosine_lr, pool_tokens, uvit_data, uvit_step  # noqa: E402
 from styledrop.toyworld.evaluate import base_quality  # noqa: E402
 from styledrop.toyworld.metrics import Ruler  # noqa: E402
-from styledrop.toyworld.render import Scene  # noqa: E402
+from styledrop.toyworld.render import FAMILIES, Scene  # noqa: E402
 from styledrop.toyworld.world import in_held_out_region, render_all, sample_content, sample_style  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -43,20 +44,20 @@ SETTINGS = {
 }
 
 
-def discrete_style(rng: np.random.Generator):
-    """A training-region style whose angle and period are snapped to a few values."""
+def discrete_style(rng: np.random.Generator, family: str | None = None):
+    """A training-region style (of `family`, default any) whose angle and period are snapped to a few values."""
     while True:
-        style = sample_style(rng)
+        style = sample_style(rng, family)
         step, turn = (90, 360) if style.family == "gradient" else (45, 180)  # the ranges of world._draw_style
         style = style.replace(angle=float(step * rng.integers(turn // step)), period=float(rng.choice([4.0, 6.0, 8.0])))
         if not in_held_out_region(style):
             return style
 
 
-def world_scenes(world: str, n: int, seed: int) -> list[Scene]:
+def world_scenes(world: str, n: int, seed: int, family: str | None = None) -> list[Scene]:
     rng = np.random.default_rng(seed)
     draw = discrete_style if world == "discrete" else sample_style
-    return [Scene(sample_content(rng), draw(rng)) for _ in range(n)]
+    return [Scene(sample_content(rng), draw(rng, family)) for _ in range(n)]
 
 
 def finetune(base, scenes: list[Scene], steps: int, lr: float, seed: int) -> float:
@@ -79,6 +80,9 @@ def finetune(base, scenes: list[Scene], steps: int, lr: float, seed: int) -> flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", choices=["regular", "discrete"], required=True)
+    parser.add_argument(
+        "--family", choices=FAMILIES, default=None, help="every scene of this family: can the U-ViT learn it at all?"
+    )
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--scenes", type=int, default=20_000)
@@ -88,7 +92,9 @@ def main() -> None:
     torch.manual_seed(0)
     base, ruler = load_base(None, "cpu"), Ruler.load(ASSETS)
     start = time.time()
-    loss = finetune(base, world_scenes(args.world, args.scenes, seed=7), args.steps, args.lr, seed=7)
+    loss = finetune(
+        base, world_scenes(args.world, args.scenes, seed=7, family=args.family), args.steps, args.lr, seed=7
+    )
     minutes = (time.time() - start) / 60
     rows = {}
     for name, sample in SETTINGS.items():
@@ -96,11 +102,18 @@ def main() -> None:
         rows[name] = {"plain": quality.plain, "family": quality.family}
         per = ", ".join(f"{f} {v:.0%}" for f, v in quality.family["per_family"].items())
         print(
-            f"{args.world} {name}: shape {quality.plain['shape']:.1%} colour {quality.plain['colour']:.1%} "
+            f"{args.world} {args.family or 'all families'} {name}: shape {quality.plain['shape']:.1%} "
+            f"colour {quality.plain['colour']:.1%} "
             f"family {quality.family['family']:.1%} ({per})",
             flush=True,
         )
-    record = {"world": args.world, "final_loss": round(loss, 4), "train_minutes": round(minutes, 1), "rows": rows}
+    record = {
+        "world": args.world,
+        "family": args.family,
+        "final_loss": round(loss, 4),
+        "train_minutes": round(minutes, 1),
+        "rows": rows,
+    }
     append_result(RESULTS / "toyworld_world_finetune.jsonl", {**record, "settings": vars(args)})
 
 
