@@ -1,8 +1,10 @@
 """For every held-out style of the shapes world: the base with the style descriptor vs StyleDrop round 1,
 on content accuracy, text score, style score (oracle and CLIP), leakage, raw and as fractions of the ceiling
-(true renders). Writes a grid per style and appends the numbers to benchmarks/results/toyworld_round1.jsonl.
+(true renders). Writes a grid per style, in a folder named after the settings that differ from the defaults
+(`toyworld_round1/steps1000_decode_steps12/`), and appends the numbers to benchmarks/results/toyworld_round1.jsonl.
 
-    .venv/bin/python benchmarks/toyworld_round1.py [--steps N --lr LR --rank R --style-scale LA --guidance LB]
+    .venv/bin/python benchmarks/toyworld_round1.py [--steps N --lr LR --rank R --crop-scale S]
+        [--style-scale LA --guidance LB --descriptor-guidance LD --decode-steps K]
 
 Defaults are the library's (TrainConfig, AdapterConfig, SampleConfig), measured by benchmarks/toyworld_sweep.py.
 """
@@ -29,6 +31,13 @@ from styledrop.toyworld.world import EVAL_STYLES  # noqa: E402
 from styledrop.train import TrainConfig  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
+COUNTS = ("per_prompt", "styles")  # how much is measured, not how: they do not name the grids
+
+
+def settings_tag(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """The grids' folder: the settings that differ from the defaults, so that no run overwrites another's grids."""
+    changed = [f"{k}{v:g}" for k, v in vars(args).items() if k not in COUNTS and v != parser.get_default(k)]
+    return "_".join(changed) or "defaults"
 
 
 def main() -> None:
@@ -37,6 +46,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
     parser.add_argument("--rank", type=int, default=AdapterConfig.rank)
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    parser.add_argument("--crop-scale", type=float, default=TrainConfig.crop_scale)
     parser.add_argument("--style-scale", type=float, default=SampleConfig.style_scale)
     parser.add_argument("--guidance", type=float, default=SampleConfig.guidance)
     parser.add_argument("--descriptor-guidance", type=float, default=SampleConfig.descriptor_guidance)
@@ -54,13 +64,16 @@ def main() -> None:
         guidance=args.guidance,
         descriptor_guidance=args.descriptor_guidance,
     )
-    train = TrainConfig(steps=args.steps, lr=args.lr, batch_size=args.batch_size, checkpoint_every=10**6)
+    train = TrainConfig(
+        steps=args.steps, lr=args.lr, batch_size=args.batch_size, crop_scale=args.crop_scale, checkpoint_every=10**6
+    )
+    grids = RESULTS / "toyworld_round1" / settings_tag(parser, args)
     reports = []
     for name in args.styles:
         train_round1(base, name, AdapterConfig(rank=args.rank), train)
         report = evaluate_style(base, ruler, name, "train", sample, args.per_prompt)
         reports.append(report)
-        save_png(side_by_side(report, args.per_prompt), RESULTS / "toyworld_round1" / f"{name}.png")
+        save_png(side_by_side(report, args.per_prompt), grids / f"{name}.png")
         record = {
             "style": name,
             "base": report.base,
