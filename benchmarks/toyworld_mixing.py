@@ -9,8 +9,10 @@
   (the input's shape and colour kept) and style score toward the reference.
 
 Each part runs once per text guidance lB (default: the paper's 5, and 1, which the defaults sweep found far
-better on the previous toy base; on the shipped one 5 does better). Appends to benchmarks/results/toyworld_{subject,blend,stylize}.jsonl and writes labelled grids to
-benchmarks/results/toyworld_mixing/.
+better on the previous toy base; on the shipped one 5 does better). Appends to
+benchmarks/results/toyworld_{subject,blend,stylize}.jsonl and writes labelled grids to
+benchmarks/results/toyworld_mixing/. Trained adapters are kept in --work and retrained when their recorded
+settings differ from today's.
 
     .venv/bin/python benchmarks/toyworld_mixing.py [--parts subject blend stylize] [--styles candy ...]
 """

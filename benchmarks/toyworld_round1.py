@@ -1,7 +1,8 @@
 """For every held-out style of the shapes world: the base with the style descriptor vs StyleDrop round 1,
 on content accuracy, text score, style score (oracle and CLIP), leakage, raw and as fractions of the ceiling
 (true renders). Writes a grid per style, in a folder named after the settings that differ from the defaults
-(`toyworld_round1/steps1000_decode_steps12/`), and appends the numbers to benchmarks/results/toyworld_round1.jsonl.
+(`toyworld_round1/steps1000_decode_steps12/`), and appends the numbers to
+benchmarks/results/toyworld_round1.jsonl.
 
     .venv/bin/python benchmarks/toyworld_round1.py [--steps N --lr LR --rank R --crop-scale S]
         [--style-scale LA --guidance LB --descriptor-guidance LD --decode-steps K]
