@@ -126,6 +126,18 @@ def test_every_image_is_trained_on_and_augmentations_vary(tiny_base, reference_i
     assert len({tuple(t.flatten().tolist()) for t in tokens}) > 8  # different crops/flips across a batch
 
 
+def test_the_log_counts_distinct_variants_of_an_uncropped_square_image(tiny_base, tmp_path):
+    from PIL import Image
+
+    side = tiny_base.resolution
+    image = Image.new("RGB", (side, side), (20, 40, 200))
+    image.paste((220, 30, 30), (0, 0, side // 2, side))  # left half red: its mirror image differs
+    lines = []
+    config = TrainConfig(steps=1, batch_size=2, crops_per_image=4)  # default crop_scale 1.0: no room to crop
+    train_adapter(tiny_base, [image], [PROMPT], tmp_path / "a", "s", config=config, progress=False, log=lines.append)
+    assert "1 image(s), 8 augmented variants (2 distinct)" in "\n".join(lines)
+
+
 def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(
     tiny_base, reference_image, tmp_path, monkeypatch
 ):

@@ -271,7 +271,8 @@ def train_adapter(
     log(
         f"trainable parameters: {trainable:,} ({100 * trainable / base.parameter_count():.3f}% of the base transformer)"
     )
-    log(f"training set: {len(images)} image(s), {len(data)} augmented variants")
+    distinct = len(torch.unique(data.tokens.flatten(1), dim=0))  # a square image uncropped is one crop, twice
+    log(f"training set: {len(images)} image(s), {len(data)} augmented variants ({distinct} distinct)")
 
     bar = tqdm(
         range(start, config.steps),
