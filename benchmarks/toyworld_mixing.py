@@ -20,7 +20,6 @@ settings differ from today's.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from itertools import pairwise
@@ -64,7 +63,7 @@ def cached(folder: Path, config: TrainConfig, shape: AdapterConfig) -> bool:
     if not (folder / "adapter_config.json").is_file():
         return False
     card = read_card(folder)
-    if card.config == shape and card.training == json.loads(json.dumps(config.to_dict())):
+    if card.config == shape and card.training == config.to_dict():
         return True
     shutil.rmtree(folder)
     return False
