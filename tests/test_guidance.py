@@ -2,7 +2,8 @@ import torch
 from test_adapters import perturb_
 
 from styledrop.adapters import AdapterConfig
-from styledrop.guidance import Term, guided_logits, merge, styledrop_guidance, text_guidance
+from styledrop.guidance import Anchor, Term, guided_logits, merge, styledrop_guidance, text_guidance
+from styledrop.sampler import decode
 
 
 def setup(base):
@@ -113,3 +114,28 @@ def test_a_plain_component_is_text_guidance():
     from styledrop.guidance import Component, mixture_guidance
 
     assert mixture_guidance([Component(1.0, None, "text")], 1.5, 5.0) == text_guidance(5.0)
+
+
+def test_an_anchor_adds_its_weight_to_each_positions_token_only():
+    logits = torch.randn(2, 3, 5)
+    tokens = torch.tensor([[0, 4, 2], [1, 1, 3]])
+    anchored = Anchor(tokens, 2.5).wrap(lambda _: logits.clone())(tokens)
+    bonus = torch.zeros_like(logits).scatter_(-1, tokens[..., None], 2.5)
+    assert torch.equal(anchored, logits + bonus)
+    plain = lambda _: logits  # noqa: E731
+    assert Anchor(tokens, 0.0).wrap(plain) is plain  # weight 0: sampling exactly as without an anchor
+    assert torch.equal(Anchor(tokens, 2.5).rows(1, 2).tokens, tokens[1:2])
+
+
+def test_sampling_keeps_more_of_the_anchor_the_larger_its_weight():
+    logits = torch.randn(8, 64, 32, generator=torch.Generator().manual_seed(0))
+    anchor = torch.randint(0, 32, (8, 64), generator=torch.Generator().manual_seed(1))
+    masked = torch.full((8, 64), 32)
+
+    def kept(weight: float) -> float:
+        generators = [torch.Generator().manual_seed(s) for s in range(8)]
+        drawn = decode(Anchor(anchor, weight).wrap(lambda _: logits), masked, 32, 4, 4.5, generators)
+        return (drawn == anchor).float().mean().item()
+
+    fractions = [kept(w) for w in (0.0, 2.0, 4.0, 8.0, 50.0)]
+    assert fractions == sorted(fractions) and fractions[0] < 0.1 and fractions[-1] == 1.0

@@ -207,11 +207,20 @@ def run_train_subject(args) -> None:
 
 
 def add_stylize(sub) -> None:
+    from .pipeline import STYLIZE_METHODS
+
     p = sub.add_parser("stylize", help="redraw an existing image in an adapter's style (MaskGIT editing)")
     p.add_argument("adapter", metavar="ADAPTER_DIR")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("prompt", metavar="PROMPT", help='what the image shows, e.g. "a house"')
-    p.add_argument("--strength", type=float, default=0.6, help="fraction redrawn: 0 keeps the image, 1 ignores it")
+    p.add_argument("--strength", type=float, default=0.6, help="0 keeps the image, 1 ignores it")
+    p.add_argument(
+        "--method",
+        choices=STYLIZE_METHODS,
+        default="anchor",
+        help="anchor: redraw every token, pulled toward the image's own (default); remask: redraw a random "
+        "strength fraction of the tokens (MaskGIT editing)",
+    )
     p.add_argument("--out", default="stylized", help="folder for the PNGs, grid.png and images.json")
     p.add_argument("--n", type=int, default=4, help="versions to make")
     p.add_argument("--seed", type=int, default=0)
@@ -235,6 +244,7 @@ def run_stylize(args) -> None:
         sample_config(args),
         args.base,
         args.device,
+        method=args.method,
     )
     print(f"wrote {len(paths)} images, grid.png (input's reconstruction first) and images.json to {args.out}")
 

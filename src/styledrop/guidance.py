@@ -17,6 +17,8 @@ style descriptor, `l = (1 - g) l_s(t) + g l_c(c_t)`; blending styles A and B is 
 
 Terms with the same (prompt, adapter) are merged and zero weights dropped, so lA = lB = 0 costs one branch,
 and the negative prompt's branch is evaluated once however many components share it.
+
+An `Anchor` pulls a guided sample toward an existing image's tokens (how `stylize` edits by default).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from .models.amused import Conditioning
+from .sampler import LogitsFn
 
 # (tokens (B, h, w), conditioning with B rows, adapter route) -> (B, N, V) logits
 ModelFn = Callable[[torch.Tensor, Conditioning, list], torch.Tensor]
@@ -106,3 +109,28 @@ def guided_logits(
     branches = logits.unflatten(0, (len(terms), batch))  # (K, B, N, V)
     weights = torch.tensor([t.weight for t in terms], dtype=branches.dtype, device=branches.device)
     return torch.einsum("k,kbnv->bnv", weights, branches)
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """Each position's token in `tokens` (B, N) gains `weight` in logit: p(v) is proportional to
+    p_guided(v) exp(weight [v = token]). Where the guided model is unsure, the token stays; where it is sure of
+    something else (a background the style wants dark), it gives way. Weight 0 is plain sampling; a large weight
+    returns the tokens."""
+
+    tokens: torch.Tensor
+    weight: float
+
+    def rows(self, start: int, stop: int) -> Anchor:
+        return Anchor(self.tokens[start:stop], self.weight)
+
+    def wrap(self, logits_fn: LogitsFn) -> LogitsFn:
+        if self.weight == 0:
+            return logits_fn
+
+        def anchored(tokens: torch.Tensor) -> torch.Tensor:
+            logits = logits_fn(tokens)
+            index = self.tokens.to(logits.device)[..., None]
+            return logits.scatter_add(-1, index, torch.full_like(index, self.weight, dtype=logits.dtype))
+
+        return anchored

@@ -87,10 +87,14 @@ class Ruler:
     def style_embeddings(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.oracle.predict(pixels)["style"]
 
+    def style_similarities(self, pixels: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """(B,) cosine between each image's style embedding and the reference image's."""
+        ref = self.style_embeddings(reference[None] if reference.ndim == 3 else reference).mean(0)
+        return self.style_embeddings(pixels) @ F.normalize(ref, dim=0)
+
     def style_score(self, pixels: torch.Tensor, reference: torch.Tensor) -> float:
         """Mean cosine between each image's style embedding and the reference image's."""
-        ref = self.style_embeddings(reference[None] if reference.ndim == 3 else reference).mean(0)
-        return (self.style_embeddings(pixels) @ F.normalize(ref, dim=0)).mean().item()
+        return self.style_similarities(pixels, reference).mean().item()
 
     # -- CLIP scores -------------------------------------------------------------------------------------------
     def text_score(self, pixels: torch.Tensor, prompts: list[str]) -> float:
