@@ -5,8 +5,13 @@
   (paper equations 5-6, subject weight g). Subject fidelity and style score, raw and as fractions of the
   ceiling (true renders of the subject in the style).
 - blend: two style adapters mixed with weight w for the first, 1 - w for the second: style score toward each.
-- stylize: true renders of other contents in the plain flat look, stylized at strengths 0..1: content accuracy
-  (the input's shape and colour kept) and style score toward the reference.
+- stylize: true renders of other contents in the plain flat look, stylized at strengths 0..1 by each method
+  (pipeline.stylize_tokens): content accuracy (the input's shape and colour kept) and style score toward the
+  reference.
+
+Blends and stylize use the same seeds at every weight or strength, so each step's change is also measured image by
+image: a "reversal" is a step that goes the wrong way by more than twice the standard error of those paired
+differences, which the noise of this many images does not explain ("monotone" is the strict test of the means).
 
 Each part runs once per text guidance lB (default: the paper's 5, and 1, which the defaults sweep found far
 better on the previous toy base; on the shipped one 5 does better). Appends to
@@ -25,6 +30,8 @@ import sys
 from itertools import pairwise
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).parent))
 from common import append_result, token_temperature_tag  # noqa: E402
 
@@ -33,7 +40,7 @@ from styledrop.adapters.io import read_card  # noqa: E402
 from styledrop.guidance import Component  # noqa: E402
 from styledrop.images import labelled_grid, save_png, to_pil  # noqa: E402
 from styledrop.models.amused import load_base  # noqa: E402
-from styledrop.pipeline import SampleConfig, full_prompt, sample_mix, stylize_pixels  # noqa: E402
+from styledrop.pipeline import STYLIZE_METHODS, SampleConfig, full_prompt, sample_mix, stylize_pixels  # noqa: E402
 from styledrop.toyworld import subject as sub  # noqa: E402
 from styledrop.toyworld.build import ASSETS  # noqa: E402
 from styledrop.toyworld.evaluate import eval_contents, reference_scene, train_round1  # noqa: E402
@@ -50,6 +57,18 @@ BLEND_PAIRS = (("candy", "polka"), ("blueprint", "etching"), ("dusk", "sandstorm
 def rising(values: list[float]) -> bool:
     """Monotonically non-decreasing."""
     return all(x <= y for x, y in pairwise(values))
+
+
+def reversals(points: list[torch.Tensor]) -> list[int]:
+    """Steps i -> i + 1 at which per-image values (B,), drawn with the same seeds at every point, fall by more than
+    twice the standard error of their paired difference: the drops that this many images' noise does not
+    explain."""
+    drops = []
+    for i, (x, y) in enumerate(pairwise(points)):
+        d = (y - x).double()
+        if d.mean() < -2 * d.std() / len(d) ** 0.5:
+            drops.append(i)
+    return drops
 
 
 def tag(sample: SampleConfig) -> str:
@@ -157,22 +176,25 @@ def run_blend(base, ruler, pairs, work, config, sample, per_content, weights) ->
         refs = {name: render_pixels([reference_scene(name)])[0] for name in (a, b)}
         descriptors = {name: reference_scene(name).style.prompt_suffix() for name in (a, b)}
         prompts = {name: [full_prompt(c.prompt(), descriptors[name]) for c in asked] for name in (a, b)}
-        rows, columns = [], []
+        rows, columns, toward_a, toward_b = [], [], [], []
         for w in weights:
             components = [c for c in (Component(w, a, a), Component(1 - w, b, b)) if c.weight > 0]
             pixels = sample_mix(base, components, {c.prompt: prompts[c.prompt] for c in components}, seeds, sample)
+            toward_a.append(ruler.style_similarities(pixels, refs[a]))
+            toward_b.append(ruler.style_similarities(pixels, refs[b]))
             rows.append(
                 {
                     "weight_a": w,
-                    f"style_toward_{a}": ruler.style_score(pixels, refs[a]),
-                    f"style_toward_{b}": ruler.style_score(pixels, refs[b]),
+                    f"style_toward_{a}": toward_a[-1].mean().item(),
+                    f"style_toward_{b}": toward_b[-1].mean().item(),
                     "content_accuracy": ruler.content_accuracy(pixels, asked),
                 }
             )
             columns.append(pixels)
-        toward_a = [r[f"style_toward_{a}"] for r in rows]
-        toward_b = [r[f"style_toward_{b}"] for r in rows]
-        monotone = rising(toward_a) and rising(toward_b[::-1])
+        monotone = rising([r[f"style_toward_{a}"] for r in rows]) and rising(
+            [r[f"style_toward_{b}"] for r in rows][::-1]
+        )
+        drops = {a: reversals(toward_a), b: reversals([-x for x in toward_b])}
         cells = [to_pil(col[i]) for i in range(0, len(asked), per_content) for col in columns]
         save_png(labelled_grid(cells, [f"{a} {w:g}" for w in weights]), GRIDS / f"blend_{a}_{b}_{tag(sample)}.png")
         append_result(
@@ -182,16 +204,18 @@ def run_blend(base, ruler, pairs, work, config, sample, per_content, weights) ->
                 "b": b,
                 "guidance": sample.guidance,
                 "token_temperature": sample.token_temperature,
+                "images": len(asked),
                 "rows": rows,
                 "monotone": monotone,
+                "reversals": drops,  # step indices: toward a falling, toward b rising, beyond the noise
             },
         )
-        print(f"blend {a} (w) + {b} (1 - w), lB {sample.guidance:g}: monotone {monotone}")
+        print(f"blend {a} (w) + {b} (1 - w), lB {sample.guidance:g}: monotone {monotone}, reversals {drops}")
         for r in rows:
             print("  " + "  ".join(f"{k} {v:.3f}" for k, v in r.items()))
 
 
-def run_stylize(base, ruler, styles, work, config, sample, per_content, strengths) -> None:
+def run_stylize(base, ruler, styles, work, config, sample, per_content, strengths, method: str) -> None:
     for name in styles:
         style = style_adapter(base, name, work, config)
         scene = reference_scene(name)
@@ -201,15 +225,13 @@ def run_stylize(base, ruler, styles, work, config, sample, per_content, strength
         asked = [c for c in contents for _ in range(per_content)]
         prompts = [full_prompt(c.prompt(), scene.style.prompt_suffix()) for c in asked]
         seeds = list(range(len(asked)))
-        rows, columns = [], []
+        rows, columns, kept, styled = [], [], [], []
         for s in strengths:
-            pixels = stylize_pixels(base, style, inputs, prompts, s, seeds, sample)
+            pixels = stylize_pixels(base, style, inputs, prompts, s, seeds, sample, method=method)
+            kept.append(ruler.content_hits(pixels, asked)["content"].float())
+            styled.append(ruler.style_similarities(pixels, reference))
             rows.append(
-                {
-                    "strength": s,
-                    "content_accuracy": ruler.content_accuracy(pixels, asked),
-                    "style_score": ruler.style_score(pixels, reference),
-                }
+                {"strength": s, "content_accuracy": kept[-1].mean().item(), "style_score": styled[-1].mean().item()}
             )
             columns.append(pixels)
         truth = render_pixels([Scene(c, scene.style) for c in contents])
@@ -225,15 +247,17 @@ def run_stylize(base, ruler, styles, work, config, sample, per_content, strength
             "content_non_increasing": rising(content[::-1]),
             "style_non_decreasing": rising(style_scores),
         }
+        drops = {"content_rising": reversals([-x for x in kept]), "style_falling": reversals(styled)}
         cells = [to_pil(col[i]) for i in range(0, len(asked), per_content) for col in [inputs, *columns]]
         save_png(
             labelled_grid(cells, ["input", *[f"s={s:g}" for s in strengths]]),
-            GRIDS / f"stylize_{name}_{tag(sample)}.png",
+            GRIDS / f"stylize_{name}_{tag(sample)}{'' if method == 'anchor' else '_' + method}.png",
         )
-        record = {"style": name, "guidance": sample.guidance, "token_temperature": sample.token_temperature}
-        record |= {"rows": rows, "ceiling": ceiling, "monotone": monotone}
+        record = {"style": name, "method": method, "guidance": sample.guidance}
+        record |= {"token_temperature": sample.token_temperature, "images": len(asked)}
+        record |= {"rows": rows, "ceiling": ceiling, "monotone": monotone, "reversals": drops}
         append_result(RESULTS / "toyworld_stylize.jsonl", record)
-        print(f"stylize into {name}, lB {sample.guidance:g}: {monotone}")
+        print(f"stylize into {name} by {method}, lB {sample.guidance:g}: {monotone}, reversals {drops}")
         for r in rows:
             print("  " + "  ".join(f"{k} {v:.3f}" for k, v in r.items()))
 
@@ -243,7 +267,8 @@ def main() -> None:
     parser.add_argument("--parts", nargs="*", default=["subject", "blend", "stylize"])
     parser.add_argument("--styles", nargs="*", default=list(EVAL_STYLES))
     parser.add_argument("--n", type=int, default=16, help="subject images per arm")
-    parser.add_argument("--per-content", type=int, default=2, help="blend/stylize images per content (7 contents)")
+    parser.add_argument("--per-content", type=int, default=6, help="blend/stylize images per content (7 contents)")
+    parser.add_argument("--stylize-methods", nargs="*", default=list(STYLIZE_METHODS))
     parser.add_argument("--subject-weights", type=float, nargs="*", default=[0.3, 0.4, 0.5, 0.6, 0.7])
     parser.add_argument("--blend-weights", type=float, nargs="*", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     parser.add_argument("--strengths", type=float, nargs="*", default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
@@ -266,7 +291,8 @@ def main() -> None:
             pairs = [p for p in BLEND_PAIRS if set(p) <= set(args.styles)]
             run_blend(base, ruler, pairs, work, config, sample, args.per_content, args.blend_weights)
         if "stylize" in args.parts:
-            run_stylize(base, ruler, args.styles, work, config, sample, args.per_content, args.strengths)
+            for method in args.stylize_methods:
+                run_stylize(base, ruler, args.styles, work, config, sample, args.per_content, args.strengths, method)
 
 
 if __name__ == "__main__":
