@@ -191,10 +191,9 @@ def run_blend(base, ruler, pairs, work, config, sample, per_content, weights) ->
                 }
             )
             columns.append(pixels)
-        monotone = rising([r[f"style_toward_{a}"] for r in rows]) and rising(
-            [r[f"style_toward_{b}"] for r in rows][::-1]
-        )
-        drops = {a: reversals(toward_a), b: reversals([-x for x in toward_b])}
+        away_from_b = [-x for x in toward_b]  # rises with w like toward_a
+        monotone = rising([x.mean().item() for x in toward_a]) and rising([x.mean().item() for x in away_from_b])
+        drops = {a: reversals(toward_a), b: reversals(away_from_b)}
         cells = [to_pil(col[i]) for i in range(0, len(asked), per_content) for col in columns]
         save_png(labelled_grid(cells, [f"{a} {w:g}" for w in weights]), GRIDS / f"blend_{a}_{b}_{tag(sample)}.png")
         append_result(
