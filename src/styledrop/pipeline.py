@@ -448,9 +448,8 @@ def generate(
 
 # -- stylize: MaskGIT editing of an existing image ------------------------------------------------------------------
 STYLIZE_METHODS = ("anchor", "remask")
-# The input's token gains ANCHOR_AT_0 x (1 - strength) in logit. Picked by hand in the shapes world, where weights
-# above ~12 change little and below ~3 little more than generation; with 16 its stylize benchmark (README) sees the
-# mean style score rise at every step of strength, at lB 1 and 5 alike.
+# The input's token gains ANCHOR_AT_0 x (1 - strength) in logit. Picked by hand in the shapes world; with 16 its
+# stylize benchmark (README) sees the mean style score rise at every step of strength, at lB 1 and 5 alike.
 ANCHOR_AT_0 = 16.0
 
 
