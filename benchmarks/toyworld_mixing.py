@@ -40,7 +40,14 @@ from styledrop.adapters.io import read_card  # noqa: E402
 from styledrop.guidance import Component  # noqa: E402
 from styledrop.images import labelled_grid, save_png, to_pil  # noqa: E402
 from styledrop.models.amused import load_base  # noqa: E402
-from styledrop.pipeline import STYLIZE_METHODS, SampleConfig, full_prompt, sample_mix, stylize_pixels  # noqa: E402
+from styledrop.pipeline import (  # noqa: E402
+    DEFAULT_STYLIZE_METHOD,
+    STYLIZE_METHODS,
+    SampleConfig,
+    full_prompt,
+    sample_mix,
+    stylize_pixels,
+)
 from styledrop.toyworld import subject as sub  # noqa: E402
 from styledrop.toyworld.build import ASSETS  # noqa: E402
 from styledrop.toyworld.evaluate import eval_contents, reference_scene, train_round1  # noqa: E402
@@ -250,7 +257,7 @@ def run_stylize(base, ruler, styles, work, config, sample, per_content, strength
         cells = [to_pil(col[i]) for i in range(0, len(asked), per_content) for col in [inputs, *columns]]
         save_png(
             labelled_grid(cells, ["input", *[f"s={s:g}" for s in strengths]]),
-            GRIDS / f"stylize_{name}_{tag(sample)}{'' if method == 'anchor' else '_' + method}.png",
+            GRIDS / f"stylize_{name}_{tag(sample)}{'' if method == DEFAULT_STYLIZE_METHOD else '_' + method}.png",
         )
         record = {"style": name, "method": method, "guidance": sample.guidance}
         record |= {"token_temperature": sample.token_temperature, "images": len(asked)}

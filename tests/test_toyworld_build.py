@@ -47,19 +47,22 @@ def test_a_finished_stage_keeps_weights_only(tmp_path):
     assert keys and all(k.startswith("vq.") for k in keys)
 
 
-def test_the_exported_base_loads_and_samples_at_32_pixels_from_a_16x16_token_grid(tmp_path):
-    """The shipped layout, with untrained weights: 2x2-pixel tokens, the U-ViT halving the grid inside."""
+@pytest.mark.parametrize("downsample", [True, False])
+def test_the_exported_base_loads_and_samples_at_32_pixels_from_a_16x16_token_grid(tmp_path, downsample):
+    """The shipped layout, with untrained weights: 2x2-pixel tokens, the U-ViT halving the grid inside (or, flat,
+    its transformer seeing every token)."""
     from styledrop.models.amused import load_base
     from styledrop.models.uvit import UViT
     from styledrop.pipeline import SampleConfig, sample_images
     from styledrop.toyworld.build import clip_model, export_base, token_vq, tokenizer, uvit_config
 
-    config = BuildConfig()
+    config = BuildConfig(uvit_downsample=downsample)
     clip = clip_model(len(tokenizer(tmp_path)))
     uvit = UViT(uvit_config(config, clip.config.projection_dim))
     export_base(tmp_path, token_vq(vq_model(config), config), clip, uvit, tmp_path)
     base = load_base(str(tmp_path / "base"))
     assert (base.config.token_grid, base.resolution) == (16, 32)
+    assert base.transformer.config.downsample == base.transformer.config.upsample == downsample
     images = sample_images(base, None, ["a red star in striped style"], [0], SampleConfig(steps=2))
     assert images.shape == (1, 3, 32, 32)
 

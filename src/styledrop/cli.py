@@ -207,7 +207,7 @@ def run_train_subject(args) -> None:
 
 
 def add_stylize(sub) -> None:
-    from .pipeline import STYLIZE_METHODS
+    from .pipeline import DEFAULT_STYLIZE_METHOD, STYLIZE_METHODS
 
     p = sub.add_parser("stylize", help="redraw an existing image in an adapter's style (MaskGIT editing)")
     p.add_argument("adapter", metavar="ADAPTER_DIR")
@@ -217,7 +217,7 @@ def add_stylize(sub) -> None:
     p.add_argument(
         "--method",
         choices=STYLIZE_METHODS,
-        default="anchor",
+        default=DEFAULT_STYLIZE_METHOD,
         help="anchor: redraw every token, pulled toward the image's own (default); remask: redraw a random "
         "strength fraction of the tokens (MaskGIT editing)",
     )
@@ -271,6 +271,9 @@ def add_build_toy_base(sub) -> None:
     p = sub.add_parser("build-toy-base", help="(re)build the shapes-world base model, resuming where it stopped")
     p.add_argument("--work", default=DEFAULT_WORK, help="folder for stage checkpoints")
     p.add_argument("--budget-minutes", type=float, default=120.0, help="stop cleanly (checkpointed) after this long")
+    p.add_argument(
+        "--out", default=None, help="export the base and the ruler here (default: the package's built-in assets)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--vq-local-steps", type=int, default=0, help="fine-tune a VQ with a patch-local encoder for the U-ViT (0: off)"
@@ -279,11 +282,14 @@ def add_build_toy_base(sub) -> None:
     p.add_argument("--uvit-channels", type=int, default=B.uvit_block_channels, help="channels of the U-ViT's conv path")
     p.add_argument("--uvit-hidden", type=int, default=B.uvit_hidden_size, help="width of the U-ViT's transformer")
     p.add_argument("--uvit-layers", type=int, default=B.uvit_layers, help="transformer layers of the U-ViT")
+    p.add_argument(
+        "--uvit-flat", action="store_true", help="no 2x2 resampling: the transformer sees every token (slower)"
+    )
     p.set_defaults(run=run_build_toy_base)
 
 
 def run_build_toy_base(args) -> None:
-    from .toyworld.build import BuildConfig, build
+    from .toyworld.build import ASSETS, BuildConfig, build
 
     config = BuildConfig(
         seed=args.seed,
@@ -292,8 +298,9 @@ def run_build_toy_base(args) -> None:
         uvit_block_channels=args.uvit_channels,
         uvit_hidden_size=args.uvit_hidden,
         uvit_layers=args.uvit_layers,
+        uvit_downsample=not args.uvit_flat,
     )
-    status = build(args.work, config, budget_s=args.budget_minutes * 60)
+    status = build(args.work, config, budget_s=args.budget_minutes * 60, dest=args.out or ASSETS)
     for stage, done in status.items():
         print(f"{stage}: {done if isinstance(done, str) else 'done' if done else 'not finished (run again to resume)'}")
 
