@@ -265,15 +265,13 @@ def run_demo(args) -> None:
 
 
 def add_build_toy_base(sub) -> None:
-    from .toyworld.build import DEFAULT_WORK
+    from .toyworld.build import ASSETS, DEFAULT_WORK
     from .toyworld.build import BuildConfig as B
 
     p = sub.add_parser("build-toy-base", help="(re)build the shapes-world base model, resuming where it stopped")
     p.add_argument("--work", default=DEFAULT_WORK, help="folder for stage checkpoints")
     p.add_argument("--budget-minutes", type=float, default=120.0, help="stop cleanly (checkpointed) after this long")
-    p.add_argument(
-        "--out", default=None, help="export the base and the ruler here (default: the package's built-in assets)"
-    )
+    p.add_argument("--out", default=ASSETS, help="export the base and the ruler here (default: the package's assets)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--vq-local-steps", type=int, default=0, help="fine-tune a VQ with a patch-local encoder for the U-ViT (0: off)"
@@ -289,7 +287,7 @@ def add_build_toy_base(sub) -> None:
 
 
 def run_build_toy_base(args) -> None:
-    from .toyworld.build import ASSETS, BuildConfig, build
+    from .toyworld.build import BuildConfig, build
 
     config = BuildConfig(
         seed=args.seed,
@@ -300,7 +298,7 @@ def run_build_toy_base(args) -> None:
         uvit_layers=args.uvit_layers,
         uvit_downsample=not args.uvit_flat,
     )
-    status = build(args.work, config, budget_s=args.budget_minutes * 60, dest=args.out or ASSETS)
+    status = build(args.work, config, budget_s=args.budget_minutes * 60, dest=args.out)
     for stage, done in status.items():
         print(f"{stage}: {done if isinstance(done, str) else 'done' if done else 'not finished (run again to resume)'}")
 

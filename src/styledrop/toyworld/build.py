@@ -434,6 +434,7 @@ def token_grid(config: BuildConfig) -> int:
 def uvit_config(config: BuildConfig, text_dim: int) -> UViTConfig:
     grid = token_grid(config)
     codes = config.token_groups or config.codebook_size
+    halve = config.uvit_downsample and grid > 8  # the transformer layers see 8x8 positions of a 16x16 grid
     return UViTConfig(
         hidden_size=config.uvit_hidden_size,
         cond_embed_dim=text_dim,
@@ -450,9 +451,8 @@ def uvit_config(config: BuildConfig, text_dim: int) -> UViTConfig:
         num_attention_heads=4,
         intermediate_size=3 * config.uvit_hidden_size,
         sample_size=grid,
-        # the transformer layers see 8x8 positions: a 16x16 grid is halved, unless config says otherwise
-        downsample=config.uvit_downsample and grid > 8,
-        upsample=config.uvit_downsample and grid > 8,
+        downsample=halve,
+        upsample=halve,
         position_embedding=True,
         full_resolution_blocks=config.uvit_full_resolution_blocks if grid > 8 else 0,
     )
