@@ -61,3 +61,21 @@ def test_prompts_name_content_and_family():
 def test_random_textures_are_varied():
     textures = random_textures(50, seed=0)
     assert textures.shape == (50, 32, 32, 3) and len({t.tobytes() for t in textures}) == 50
+
+
+def test_many_scenes_render_in_worker_processes_as_in_one(monkeypatch):
+    import styledrop.toyworld.world as world
+
+    workers = []
+
+    class Counted(world.ProcessPoolExecutor):
+        def __init__(self, count, **kwargs):
+            workers.append(count)
+            super().__init__(count, **kwargs)
+
+    scenes = sample_scenes(10, seed=5)
+    monkeypatch.setattr(world, "RENDER_CHUNK", 3)  # 4 chunks, on as many workers as there are cores
+    monkeypatch.setattr(world.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(world, "ProcessPoolExecutor", Counted)
+    assert np.array_equal(world.render_all(scenes), np.stack([render(s) for s in scenes]))
+    assert workers == [2]

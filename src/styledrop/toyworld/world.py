@@ -3,6 +3,10 @@ held-out styles that StyleDrop is evaluated on."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+
 import numpy as np
 
 from .render import BACKDROPS, COLOUR_NAMES, FAMILIES, INK, SHAPES, SIZE, Content, Scene, Style, render
@@ -140,9 +144,24 @@ def sample_scenes(n: int, seed: int, held_out: bool = False) -> list[Scene]:
     return [Scene(sample_content(rng), sample_style(rng, held_out=held_out)) for _ in range(n)]
 
 
-def render_all(scenes: list[Scene]) -> np.ndarray:
-    """(n, SIZE, SIZE, 3) uint8."""
+RENDER_CHUNK = 2_000  # scenes per worker process's task: fewer than two chunks render in this process
+
+
+def render_serial(scenes: list[Scene]) -> np.ndarray:
     return np.stack([render(s) for s in scenes]) if scenes else np.zeros((0, SIZE, SIZE, 3), np.uint8)
+
+
+def render_all(scenes: list[Scene]) -> np.ndarray:
+    """(n, SIZE, SIZE, 3) uint8, in worker processes (one per core) when there are many: the build's 60k-scene
+    pool takes minutes on one core. Each render depends on its scene alone, so the result is the same."""
+    chunks = [scenes[i : i + RENDER_CHUNK] for i in range(0, len(scenes), RENDER_CHUNK)]
+    workers = min(len(chunks), os.cpu_count() or 1)
+    # fork, not spawn: spawn re-runs the caller's script in each worker. The workers only run numpy, so the
+    # thread pools torch may have started in this process do not matter to them.
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return render_serial(scenes)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        return np.concatenate(list(pool.map(render_serial, chunks)))
 
 
 def random_textures(n: int, seed: int) -> np.ndarray:
