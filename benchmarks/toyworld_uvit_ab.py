@@ -55,7 +55,7 @@ from styledrop.toyworld.build import (  # noqa: E402
     ASSETS,
     DEFAULT_WORK,
     BuildConfig,
-    pool_tokens,
+    encode_renders,
     scene_pool,
     uvit_data,
     uvit_step,
@@ -182,7 +182,7 @@ def main() -> None:
         vq = merge_codebook(shipped.vqvae, 256, seed=0) if merged else shipped.vqvae  # the k-means of `groups`
     uvit = UViT(dataclasses.replace(shipped.config, **changes))
     base = AmusedBase(uvit, vq, shipped.text_encoder, shipped.tokenizer, source="ab")
-    tokens, test_scenes = pool_tokens(base, renders), sample_scenes(256, seed=999)
+    tokens, test_scenes = encode_renders(base.vqvae, renders), sample_scenes(256, seed=999)
     test_pixels = render_pixels(test_scenes)
     test_tokens = (base if patch else shipped).encode_images(test_pixels)
     test_cond = shipped.condition([s.prompt(True) for s in test_scenes])

@@ -31,7 +31,7 @@ from common import append_result  # noqa: E402
 
 from styledrop.models.amused import load_base  # noqa: E402
 from styledrop.pipeline import SampleConfig  # noqa: E402
-from styledrop.toyworld.build import ASSETS, BuildConfig, cosine_lr, pool_tokens, uvit_data, uvit_step  # noqa: E402
+from styledrop.toyworld.build import ASSETS, BuildConfig, cosine_lr, encode_renders, uvit_data, uvit_step  # noqa: E402
 from styledrop.toyworld.evaluate import base_quality  # noqa: E402
 from styledrop.toyworld.metrics import Ruler  # noqa: E402
 from styledrop.toyworld.render import FAMILIES, Scene  # noqa: E402
@@ -63,7 +63,7 @@ def world_scenes(world: str, n: int, seed: int, family: str | None = None) -> li
 def finetune(base, scenes: list[Scene], steps: int, lr: float, seed: int) -> float:
     """Train the base's U-ViT in place on the scenes; returns the mean loss of the last 100 steps."""
     config = BuildConfig(uvit_lr=lr)
-    data = uvit_data(base, scenes, pool_tokens(base, render_all(scenes)), config)
+    data = uvit_data(base, scenes, encode_renders(base.vqvae, render_all(scenes)), config)
     uvit = base.transformer.requires_grad_(True).train()
     optimizer = torch.optim.AdamW(uvit.parameters(), lr=lr, weight_decay=0.01)
     generator, losses = torch.Generator().manual_seed(seed), []

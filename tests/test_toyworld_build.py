@@ -12,6 +12,21 @@ TINY = BuildConfig(
 )
 
 
+UVIT_TINY = dataclasses.replace(TINY, pool=16, clip_steps=2, clip_batch=4, token_groups=8, uvit_steps=3, uvit_batch=4)
+
+
+def finished_uvit(work, device="cpu", deadline=math.inf):
+    """(calls, the tiny build's U-ViT run to its end on device): with deadline 0, a call per step."""
+    from styledrop.toyworld.build import token_vq, train_clip, train_uvit
+
+    vq = train_vq(work, UVIT_TINY, math.inf, progress=False)
+    clip = train_clip(work, UVIT_TINY, math.inf, progress=False)
+    runs = 1
+    while (uvit := train_uvit(work, UVIT_TINY, token_vq(vq, UVIT_TINY), clip, deadline, False, device)) is None:
+        runs += 1
+    return runs, uvit
+
+
 def weights(folder):
     vq = vq_model(TINY)
     load_weights(folder / "vq", {"vq": vq})
@@ -71,21 +86,15 @@ def test_an_interrupted_uvit_stage_resumes_to_the_same_weights(tmp_path):
     """The U-ViT stage on merged codes: stopped after every step and resumed, it ends where one run ends."""
     from styledrop.toyworld.build import token_vq, train_clip, train_uvit, uvit_config
 
-    config = dataclasses.replace(TINY, pool=16, clip_steps=2, clip_batch=4, token_groups=8, uvit_steps=3, uvit_batch=4)
-    finals = []
-    for work, deadline in ((tmp_path / "whole", math.inf), (tmp_path / "cut", 0.0)):
-        vq = train_vq(work, config, math.inf, progress=False)
-        clip = train_clip(work, config, math.inf, progress=False)
-        runs = 1
-        while (uvit := train_uvit(work, config, token_vq(vq, config), clip, deadline, progress=False)) is None:
-            runs += 1
-        finals.append((runs, uvit.state_dict()))
-    (whole_runs, whole), (cut_runs, cut) = finals
-    assert (whole_runs, cut_runs) == (1, config.uvit_steps)
-    assert uvit_config(config, 128).codebook_size == uvit.config.codebook_size == 8
-    assert all(torch.equal(whole[k], cut[k]) for k in whole)
+    whole_runs, whole = finished_uvit(tmp_path / "whole")
+    cut_runs, cut = finished_uvit(tmp_path / "cut", deadline=0.0)
+    assert (whole_runs, cut_runs) == (1, UVIT_TINY.uvit_steps)
+    assert uvit_config(UVIT_TINY, 128).codebook_size == whole.config.codebook_size == 8
+    assert all(torch.equal(whole.state_dict()[k], v) for k, v in cut.state_dict().items())
     with pytest.raises(StyleDropError, match="another architecture"):
-        other = dataclasses.replace(config, token_groups=16)
+        other = dataclasses.replace(UVIT_TINY, token_groups=16)
+        vq = train_vq(tmp_path / "whole", other, math.inf, progress=False)
+        clip = train_clip(tmp_path / "whole", other, math.inf, progress=False)
         train_uvit(tmp_path / "whole", other, token_vq(vq, other), clip, math.inf, False)
 
 
@@ -132,3 +141,52 @@ def test_the_local_vq_stage_resumes_and_gives_a_flat_region_one_code(tmp_path):
         conv = vq.quantize(vq.encode(halves).latents)[2][2].view(16, 16)
     assert local[:, :8].unique().numel() == local[:, 8:].unique().numel() == 1
     assert conv[:, :8].unique().numel() > 1
+
+
+def test_the_uvit_stage_reads_the_pool_as_tokens_cached_under_its_vq(tmp_path):
+    """Once the tokens are cached, the renders are not needed: a GPU machine gets the finished stages and the
+    cache. The cache is named after the VQ's weights, so another VQ never reads it."""
+    import shutil
+
+    import numpy as np
+
+    from styledrop.toyworld.build import token_vq, weights_fingerprint
+
+    first = finished_uvit(tmp_path)[1].state_dict()
+    (cache,) = (tmp_path / "data").glob("tokens-*.npz")
+    cached = np.load(cache)["tokens"]
+    assert cached.dtype == np.uint8 and cached.shape == (UVIT_TINY.pool, 16, 16)
+    (tmp_path / "data" / f"pool-0-{UVIT_TINY.pool}.npy").unlink()
+    shutil.rmtree(tmp_path / "uvit")
+    again = finished_uvit(tmp_path)[1].state_dict()
+    assert not (tmp_path / "data" / f"pool-0-{UVIT_TINY.pool}.npy").exists()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    vq = vq_model(TINY)
+    load_weights(tmp_path / "vq", {"vq": vq})
+    merged = token_vq(vq, UVIT_TINY)
+    assert weights_fingerprint(merged) in cache.name
+    assert weights_fingerprint(token_vq(vq, dataclasses.replace(UVIT_TINY, token_groups=4))) not in cache.name
+
+
+def agreeing(a: dict, b: dict) -> float:
+    """The fraction of weights equal to float rounding. Adam's first steps move each weight by about the learning
+    rate, in the sign of its gradient: runs that draw the same batches and masks agree almost everywhere, runs that
+    draw others disagree wherever a gradient's sign differs."""
+    close = [(a[k] - b[k]).abs() <= 1e-7 + 1e-6 * b[k].abs() for k in a if a[k].is_floating_point()]
+    return torch.cat([c.flatten() for c in close]).float().mean().item()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (benchmarks/gpu_uvit.py runs it on one)")
+def test_the_uvit_stage_trains_on_a_gpu_as_on_the_cpu_and_resumes_across_devices(tmp_path):
+    """The same draws on both devices (a CPU generator), so the weights agree; a checkpoint written on the GPU
+    resumes on the CPU."""
+    from styledrop.toyworld.build import token_vq, train_clip, train_uvit
+
+    cpu = finished_uvit(tmp_path / "cpu")[1].state_dict()
+    gpu = finished_uvit(tmp_path / "gpu", "cuda")[1].state_dict()
+    assert agreeing(cpu, gpu) > 0.95
+    vq = train_vq(tmp_path / "mixed", UVIT_TINY, math.inf, progress=False)
+    clip = train_clip(tmp_path / "mixed", UVIT_TINY, math.inf, progress=False)
+    assert train_uvit(tmp_path / "mixed", UVIT_TINY, token_vq(vq, UVIT_TINY), clip, 0.0, False, "cuda") is None
+    mixed = finished_uvit(tmp_path / "mixed", "cpu")[1].state_dict()
+    assert agreeing(cpu, mixed) > 0.95

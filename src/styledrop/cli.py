@@ -283,6 +283,7 @@ def add_build_toy_base(sub) -> None:
     p.add_argument(
         "--uvit-flat", action="store_true", help="no 2x2 resampling: the transformer sees every token (slower)"
     )
+    p.add_argument("--device", default=None, help="the U-ViT stage's device (default: cuda if available, else cpu)")
     p.set_defaults(run=run_build_toy_base)
 
 
@@ -298,7 +299,7 @@ def run_build_toy_base(args) -> None:
         uvit_layers=args.uvit_layers,
         uvit_downsample=not args.uvit_flat,
     )
-    status = build(args.work, config, budget_s=args.budget_minutes * 60, dest=args.out)
+    status = build(args.work, config, budget_s=args.budget_minutes * 60, dest=args.out, device=args.device)
     for stage, done in status.items():
         print(f"{stage}: {done if isinstance(done, str) else 'done' if done else 'not finished (run again to resume)'}")
 

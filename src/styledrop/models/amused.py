@@ -146,13 +146,9 @@ class AmusedBase:
         return Conditioning(hidden, pooled, self.micro_conds(len(prompts)) if micro is None else micro)
 
     # -- image tokens ----------------------------------------------------------------------------------------
-    @torch.no_grad()
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) images in [0, 1] -> (B, H/f, W/f) VQ token ids."""
-        pixels = pixels.to(self.device, self.vqvae.dtype)
-        latents = self.vqvae.encode(pixels).latents
-        indices = self.vqvae.quantize(latents)[2][2]
-        return indices.reshape(pixels.shape[0], latents.shape[2], latents.shape[3])
+        return vq_encode(self.vqvae, pixels)
 
     @torch.no_grad()
     def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -175,6 +171,15 @@ class AmusedBase:
                 tokens, cond.hidden.to(dtype), cond.pooled.to(dtype), cond.micro.to(dtype), memo=memo
             )
         return out.flatten(2).transpose(1, 2)
+
+
+@torch.no_grad()
+def vq_encode(vqvae, pixels: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) images in [0, 1] -> (B, H/f, W/f) token ids of a diffusers VQModel, on its device."""
+    pixels = pixels.to(vqvae.device, vqvae.dtype)
+    latents = vqvae.encode(pixels).latents
+    indices = vqvae.quantize(latents)[2][2]
+    return indices.reshape(pixels.shape[0], latents.shape[2], latents.shape[3])
 
 
 # -- loading ------------------------------------------------------------------------------------------------------

@@ -7,10 +7,17 @@ masked-token objective with conditioning dropout, on the VQ's codes merged into 
 `uvit_local`, the same on the local VQ's codes). The base ships the VQ whose codes its U-ViT predicts.
 Each stage checkpoints to WORK/<stage>/ (safetensors + JSON) and stops cleanly at a time budget; running the
 build again continues where it stopped. A finished stage keeps its weights only.
+
+The U-ViT stage, the long one, runs on any device (`build(..., device="cuda")`). Its random draws stay on a CPU
+generator, so it draws the same batches and masks on every device and a checkpoint resumes on another one; it
+reads the pool as tokens cached in WORK/data, so the finished stages and that cache (about 25 MB) are all a GPU
+machine needs.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -24,7 +31,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import is_complete, load_state, load_weights, read_meta, save_state, save_weights
 from ..errors import StyleDropError
-from ..fileio import replace_dir, write_json
+from ..fileio import replace_dir, write_json, write_with
 from ..images import array_to_tensor
 from ..models.clip import Preprocess
 from ..models.uvit import UViT, UViTConfig
@@ -479,10 +486,38 @@ def uvit_step(base, data: dict, optimizer, config: BuildConfig, generator: torch
     return loss.item()
 
 
-@torch.no_grad()
-def pool_tokens(base, renders: np.ndarray) -> torch.Tensor:
-    """(n, 32, 32, 3) uint8 renders -> (n, h, w) VQ tokens, encoded 500 at a time."""
-    return torch.cat([base.encode_images(array_to_tensor(renders[i : i + 500])) for i in range(0, len(renders), 500)])
+def encode_renders(vq, renders: np.ndarray) -> torch.Tensor:
+    """(n, 32, 32, 3) uint8 renders -> (n, h, w) tokens of vq, on the CPU, encoded 500 at a time."""
+    from ..models.amused import vq_encode
+
+    return torch.cat([vq_encode(vq, array_to_tensor(renders[i : i + 500])).cpu() for i in range(0, len(renders), 500)])
+
+
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """12 hex digits of a module's weights: a cache made with other weights has another name."""
+    digest = hashlib.sha256()
+    for key, value in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def pool_tokens(work: Path, config: BuildConfig, vq) -> tuple[list, torch.Tensor]:
+    """(scenes, (n, h, w) tokens of their renders by vq), the tokens cached in WORK/data, compressed: a few MB
+    where the renders take 180 MB and minutes to draw."""
+    cache = work / "data" / f"tokens-{config.seed}-{config.pool}-{weights_fingerprint(vq)}.npz"
+    if cache.is_file():
+        return sample_scenes(config.pool, seed=config.seed + 201), torch.from_numpy(np.load(cache)["tokens"]).long()
+    scenes, renders = scene_pool(work, config)
+    tokens = encode_renders(vq, renders)
+    dtype = np.uint8 if tokens.max() < 256 else np.int16
+
+    def write(path: Path) -> None:
+        with open(path, "wb") as f:
+            np.savez_compressed(f, tokens=tokens.numpy().astype(dtype))
+
+    write_with(cache, write)
+    return scenes, tokens
 
 
 def uvit_data(base, scenes, tokens: torch.Tensor, config: BuildConfig) -> dict:
@@ -498,24 +533,27 @@ def uvit_data(base, scenes, tokens: torch.Tensor, config: BuildConfig) -> dict:
     )
 
 
-def train_uvit(work: Path, config: BuildConfig, tokens_vq, clip, deadline: float, progress: bool = True):
-    """tokens_vq: the VQ whose codes the U-ViT learns to predict (`uvit_tokens`)."""
+def train_uvit(
+    work: Path, config: BuildConfig, tokens_vq, clip, deadline: float, progress: bool = True, device: str = "cpu"
+):
+    """tokens_vq: the VQ whose codes the U-ViT learns to predict (`uvit_tokens`). Returns the finished U-ViT on
+    the CPU, or None while unfinished."""
     from ..models.amused import AmusedBase
 
     generator = torch.Generator().manual_seed(config.seed + 2)
     torch.manual_seed(config.seed + 2)
     tok = tokenizer(work)
-    text_encoder = text_encoder_from_clip(clip)
-    uvit = UViT(uvit_config(config, clip.config.projection_dim))
-    base = AmusedBase(uvit, tokens_vq.eval(), text_encoder, tok, source="toyworld-build")
+    text_encoder = text_encoder_from_clip(clip).to(device)  # made before the U-ViT: its init draws from the seed too
+    uvit = UViT(uvit_config(config, clip.config.projection_dim)).to(device)
+    base = AmusedBase(uvit, copy.deepcopy(tokens_vq).eval().to(device), text_encoder, tok, source="toyworld-build")
     uvit.requires_grad_(True).train()
     optimizer = torch.optim.AdamW(uvit.parameters(), lr=config.uvit_lr, weight_decay=0.01)
     data = {}
 
     def step_fn(step: int) -> dict:
         if not data:
-            scenes, renders = scene_pool(work, config)
-            data.update(uvit_data(base, scenes, pool_tokens(base, renders), config))
+            scenes, tokens = pool_tokens(work, config, base.vqvae)
+            data.update(uvit_data(base, scenes, tokens.to(device), config))
         return {"loss": uvit_step(base, data, optimizer, config, generator)}
 
     name = uvit_stage_name(config)
@@ -533,7 +571,7 @@ def train_uvit(work: Path, config: BuildConfig, tokens_vq, clip, deadline: float
         config.save_every_s,
         progress,
     ):
-        return uvit.eval().requires_grad_(False)
+        return uvit.cpu().eval().requires_grad_(False)
     return None
 
 
@@ -612,10 +650,14 @@ def build(
     budget_s: float = 3600,
     progress: bool = True,
     dest: str | Path = ASSETS,
+    device: str | None = None,
 ) -> dict:
     """Run every stage that is not finished, within budget_s; export the ruler and the base into dest (the
-    package's assets by default: an experiment exports elsewhere to leave the shipped base alone)."""
-    work, dest = Path(work), Path(dest)
+    package's assets by default: an experiment exports elsewhere to leave the shipped base alone). device: the
+    U-ViT stage's (default: cuda if available); the other stages run on the CPU."""
+    from ..pipeline import default_device
+
+    work, dest, device = Path(work), Path(dest), device or default_device()
     deadline = time.time() + budget_s
     status = {}
     vq = train_vq(work, config, deadline, progress)
@@ -629,7 +671,7 @@ def build(
     tokens_vq = uvit_tokens(work, config, vq, deadline, progress) if oracle is not None else None
     if config.vq_local_steps:
         status["vq_local"] = tokens_vq is not None
-    uvit = train_uvit(work, config, tokens_vq, clip, deadline, progress) if tokens_vq is not None else None
+    uvit = train_uvit(work, config, tokens_vq, clip, deadline, progress, device) if tokens_vq is not None else None
     status["uvit"] = uvit is not None
     if uvit is not None:
         status["exported"] = str(export_base(work, tokens_vq, clip, uvit, dest))

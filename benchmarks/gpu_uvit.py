@@ -1,0 +1,129 @@
+"""Train the toy base's U-ViT on a lent GPU machine (the `device` tool): tens of thousands of steps, where this
+project's 2 CPU cores manage about 2000 an hour. It starts from the committed build's finished VQ, CLIP and oracle
+stages (toyworld-build/), renders the pool there on every core and encodes it on the GPU.
+
+Here, once (the GPU image has every other package this needs):
+    .venv/bin/pip download --no-deps -d .whl diffusers==0.42.1
+
+There, as one `run` call carrying .whl, under its 10-minute limit:
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:src
+    python3 -m pytest -q tests/test_toyworld_build.py -k gpu && python3 benchmarks/gpu_uvit.py --minutes 6
+
+It writes $OUT/uvit/ (the stage's weights, and state.json, whose "step" says how far it got) and $OUT/run.json
+(steps, seconds per step, the GPU). Back here, measure it as any build:
+    mkdir -p WORK && cp -r toyworld-build/{vq,clip,oracle,tokenizer} FILES_AT/uvit WORK/
+    .venv/bin/python benchmarks/toyworld_base.py --checkpoint WORK --per-content 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import environment  # noqa: E402
+
+from styledrop.checkpoint import META, STATE, read_meta  # noqa: E402
+from styledrop.fileio import write_json  # noqa: E402
+from styledrop.toyworld.build import (  # noqa: E402
+    DEFAULT_WORK,
+    LOAD_ONLY,
+    BuildConfig,
+    build,
+    pool_tokens,
+    train_clip,
+    train_uvit,
+    train_vq,
+    uvit_stage_name,
+    uvit_tokens,
+)
+
+FINISHED_STAGES = ("vq", "clip", "oracle", "tokenizer", "data")  # data: the pool's cached tokens, once made
+
+
+def copy_finished_stages(work: Path, scratch: Path) -> None:
+    scratch.mkdir(parents=True)
+    for name in FINISHED_STAGES:
+        if (work / name).is_dir():
+            shutil.copytree(work / name, scratch / name, ignore=shutil.ignore_patterns("pool-*"))
+
+
+def finished_inputs(work: Path, config: BuildConfig):
+    """(the VQ whose tokens the U-ViT learns, the CLIP) of a build whose earlier stages are finished."""
+    vq = train_vq(work, config, LOAD_ONLY, progress=False)
+    tokens_vq = uvit_tokens(work, config, vq, LOAD_ONLY, progress=False) if vq is not None else None
+    clip = train_clip(work, config, LOAD_ONLY, progress=False)
+    if tokens_vq is None or clip is None:
+        raise SystemExit(f"{work}: the VQ and CLIP stages are not finished")
+    return tokens_vq, clip
+
+
+def steps_within(work: Path, config: BuildConfig, seconds: float, device: str) -> tuple[int, float]:
+    """(steps that fit in `seconds`, seconds per step), timed on a throwaway copy of the build: a call that loads
+    the pool and takes one step, then one that loads it again and runs for 40 s, so the loading cancels out. The
+    run loads the pool too, inside its budget."""
+    probe = Path(f"{work}-probe")
+    copy_finished_stages(work, probe)
+    endless = dataclasses.replace(config, uvit_steps=10**6)
+    tokens_vq, clip = finished_inputs(probe, endless)
+    calls = []
+    for budget in (0.0, 40.0):
+        start = time.time()
+        train_uvit(probe, endless, tokens_vq, clip, start + budget, progress=False, device=device)
+        calls.append(time.time() - start)
+    per_step = (calls[1] - calls[0]) / (read_meta(probe / uvit_stage_name(config))["step"] - 2)
+    shutil.rmtree(probe)
+    steps = int(0.9 * (seconds - calls[0]) / per_step)
+    return max(1, steps // 100 * 100 if steps >= 100 else steps), per_step
+
+
+def weights_only(stage: Path, dest: Path) -> None:
+    """The stage's U-ViT weights, without the optimizer's moments of an unfinished checkpoint (3x the size)."""
+    tensors = {k: v for k, v in load_file(stage / STATE).items() if k.startswith("uvit.")}
+    dest.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(dest / STATE))
+    write_json(dest / META, read_meta(stage))
+
+
+def train(work: Path, config: BuildConfig, minutes: float, out: Path) -> None:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    scratch = Path("/tmp/gpu-uvit-work")
+    shutil.rmtree(scratch, ignore_errors=True)
+    copy_finished_stages(work, scratch)
+    tokens_vq, _ = finished_inputs(scratch, config)
+    pool_tokens(scratch, config, tokens_vq.to(device))  # rendered and encoded once, for the probe and the run
+    steps, probed = steps_within(scratch, config, minutes * 60, device)
+    config = dataclasses.replace(config, uvit_steps=config.uvit_steps or steps)
+    start = time.time()
+    status = build(scratch, config, budget_s=minutes * 60, progress=False, dest=scratch / "export", device=device)
+    seconds = time.time() - start
+    stage = scratch / uvit_stage_name(config)
+    weights_only(stage, out / "uvit")
+    record = {**environment(), "status": status, "uvit_steps": config.uvit_steps, "probe_s_per_step": probed}
+    record |= {"step": read_meta(stage)["step"], "train_s": round(seconds, 1)}
+    (out / "run.json").write_text(json.dumps(record, indent=1))
+    print(json.dumps(record))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", default=DEFAULT_WORK, help="the build folder with the finished stages")
+    parser.add_argument("--minutes", type=float, default=6.0, help="the training's time budget")
+    parser.add_argument("--steps", type=int, default=0, help="U-ViT steps (0: as many as fit the minutes)")
+    parser.add_argument("--flat", action="store_true", help="the flat U-ViT (BuildConfig.uvit_downsample False)")
+    args = parser.parse_args()
+    config = BuildConfig(uvit_steps=args.steps, uvit_downsample=not args.flat)
+    train(Path(args.work), config, args.minutes, Path(os.environ.get("OUT", "gpu-out")))
+
+
+if __name__ == "__main__":
+    main()
