@@ -60,8 +60,9 @@ def write_json(path: str | os.PathLike, obj) -> None:
     write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
-def replace_dir(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Write a folder through `write(tmp)` into a temporary sibling, then swap it in whole."""
+def replace_dir(path: str | os.PathLike, write: Callable[[Path], None], keep_same: bool = False) -> Path:
+    """Write a folder through `write(tmp)` into a temporary sibling, then swap it in whole. keep_same: leave the
+    folder as it is when it already holds the same thing (`same_files`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -70,11 +71,37 @@ def replace_dir(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if keep_same and path.is_dir() and same_files(path, tmp):
+        shutil.rmtree(tmp)
+        return path
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's folders are 0o700
     if path.exists():
         shutil.rmtree(path)
     tmp.rename(path)
     return path
+
+
+VERSION_STAMPS = ("transformers_version", "_diffusers_version")  # what a library writes into its JSON configs
+
+
+def same_files(a: Path, b: Path) -> bool:
+    """The two folders hold the same files with the same bytes, except for JSON files, which may differ in the
+    library versions stamped into them: the same weights saved under another transformers are the same model."""
+    names = {p.relative_to(a) for p in a.rglob("*") if p.is_file()}
+    if names != {p.relative_to(b) for p in b.rglob("*") if p.is_file()}:
+        return False
+    return all(same_file(a / name, b / name) for name in names)
+
+
+def same_file(a: Path, b: Path) -> bool:
+    if a.suffix != ".json":
+        return a.read_bytes() == b.read_bytes()
+    first, second = json.loads(a.read_text()), json.loads(b.read_text())
+    if not (isinstance(first, dict) and isinstance(second, dict)):
+        return first == second
+    return {k: v for k, v in first.items() if k not in VERSION_STAMPS} == {
+        k: v for k, v in second.items() if k not in VERSION_STAMPS
+    }
 
 
 def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:

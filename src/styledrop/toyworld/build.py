@@ -605,8 +605,8 @@ def export_ruler(work: Path, clip, oracle, dest: Path = ASSETS) -> None:
         tokenizer(work).save_pretrained(tmp)
         write_json(tmp / "preprocessor_config.json", CLIP_PREPROCESS.config())
 
-    replace_dir(dest / "clip", write_clip)
-    replace_dir(dest / "oracle", lambda tmp: save_oracle(oracle, tmp))
+    replace_dir(dest / "clip", write_clip, keep_same=True)
+    replace_dir(dest / "oracle", lambda tmp: save_oracle(oracle, tmp), keep_same=True)
 
 
 def export_base(work: Path, vq, clip, uvit, dest: Path = ASSETS) -> Path:
@@ -620,7 +620,7 @@ def export_base(work: Path, vq, clip, uvit, dest: Path = ASSETS) -> Path:
         tokenizer(work).save_pretrained(tmp / "tokenizer")
         write_model_index(tmp)
 
-    return replace_dir(dest / "base", write)
+    return replace_dir(dest / "base", write, keep_same=True)
 
 
 def export_checkpoint(work: str | Path, dest: str | Path, config: BuildConfig = BuildConfig()) -> tuple[Path, int]:
@@ -653,8 +653,9 @@ def build(
     device: str | None = None,
 ) -> dict:
     """Run every stage that is not finished, within budget_s; export the ruler and the base into dest (the
-    package's assets by default: an experiment exports elsewhere to leave the shipped base alone). device: the
-    U-ViT stage's (default: cuda if available); the other stages run on the CPU."""
+    package's assets by default: an experiment exports elsewhere to leave the shipped base alone); an exported
+    folder that would not change but for library version stamps is left as it is. device: the U-ViT stage's
+    (default: cuda if available); the other stages run on the CPU."""
     from ..pipeline import default_device
 
     work, dest, device = Path(work), Path(dest), device or default_device()
