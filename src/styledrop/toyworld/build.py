@@ -9,9 +9,8 @@ Each stage checkpoints to WORK/<stage>/ (safetensors + JSON) and stops cleanly a
 build again continues where it stopped. A finished stage keeps its weights only.
 
 The U-ViT stage, the long one, runs on any device (`build(..., device="cuda")`). Its random draws stay on a CPU
-generator, so it draws the same batches and masks on every device and a checkpoint resumes on another one; it
-reads the pool as tokens cached in WORK/data, so the finished stages and that cache (about 25 MB) are all a GPU
-machine needs.
+generator, so it draws the same batches and masks on every device and a checkpoint resumes on another one. It
+reads the pool as tokens cached in WORK/data, so a resumed stage neither renders nor encodes the pool again.
 """
 
 from __future__ import annotations
