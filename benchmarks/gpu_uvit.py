@@ -28,24 +28,20 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import environment  # noqa: E402
 
-from styledrop.checkpoint import META, STATE, read_meta  # noqa: E402
-from styledrop.fileio import write_json  # noqa: E402
+from styledrop.checkpoint import read_meta, save_weights  # noqa: E402
 from styledrop.toyworld.build import (  # noqa: E402
     DEFAULT_WORK,
-    LOAD_ONLY,
     BuildConfig,
     build,
+    checkpoint_uvit,
+    finished_inputs,
     pool_tokens,
-    train_clip,
     train_uvit,
-    train_vq,
     uvit_stage_name,
-    uvit_tokens,
 )
 
 FINISHED_STAGES = ("vq", "clip", "oracle", "tokenizer", "data")  # data: the pool's cached tokens, once made
@@ -58,28 +54,17 @@ def copy_finished_stages(work: Path, scratch: Path) -> None:
             shutil.copytree(work / name, scratch / name, ignore=shutil.ignore_patterns("pool-*"))
 
 
-def finished_inputs(work: Path, config: BuildConfig):
-    """(the VQ whose tokens the U-ViT learns, the CLIP) of a build whose earlier stages are finished."""
-    vq = train_vq(work, config, LOAD_ONLY, progress=False)
-    tokens_vq = uvit_tokens(work, config, vq, LOAD_ONLY, progress=False) if vq is not None else None
-    clip = train_clip(work, config, LOAD_ONLY, progress=False)
-    if tokens_vq is None or clip is None:
-        raise SystemExit(f"{work}: the VQ and CLIP stages are not finished")
-    return tokens_vq, clip
-
-
-def steps_within(work: Path, config: BuildConfig, seconds: float, device: str) -> tuple[int, float]:
+def steps_within(work: Path, config: BuildConfig, inputs: tuple, seconds: float, device: str) -> tuple[int, float]:
     """(steps that fit in `seconds`, seconds per step), timed on a throwaway copy of the build: a call that loads
     the pool and takes one step, then one that loads it again and runs for 40 s, so the loading cancels out. The
     run loads the pool too, inside its budget."""
     probe = Path(f"{work}-probe")
     copy_finished_stages(work, probe)
     endless = dataclasses.replace(config, uvit_steps=10**6)
-    tokens_vq, clip = finished_inputs(probe, endless)
     calls = []
     for budget in (0.0, 40.0):
         start = time.time()
-        train_uvit(probe, endless, tokens_vq, clip, start + budget, progress=False, device=device)
+        train_uvit(probe, endless, *inputs, start + budget, progress=False, device=device)
         calls.append(time.time() - start)
     per_step = (calls[1] - calls[0]) / (read_meta(probe / uvit_stage_name(config))["step"] - 2)
     shutil.rmtree(probe)
@@ -89,10 +74,8 @@ def steps_within(work: Path, config: BuildConfig, seconds: float, device: str) -
 
 def weights_only(stage: Path, dest: Path) -> None:
     """The stage's U-ViT weights, without the optimizer's moments of an unfinished checkpoint (3x the size)."""
-    tensors = {k: v for k, v in load_file(stage / STATE).items() if k.startswith("uvit.")}
-    dest.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(dest / STATE))
-    write_json(dest / META, read_meta(stage))
+    uvit, meta = checkpoint_uvit(stage)
+    save_weights(dest, {"uvit": uvit}, meta)
 
 
 def train(work: Path, config: BuildConfig, minutes: float, out: Path) -> None:
@@ -100,11 +83,13 @@ def train(work: Path, config: BuildConfig, minutes: float, out: Path) -> None:
     scratch = Path("/tmp/gpu-uvit-work")
     shutil.rmtree(scratch, ignore_errors=True)
     copy_finished_stages(work, scratch)
-    tokens_vq, _ = finished_inputs(scratch, config)
-    pool_tokens(scratch, config, tokens_vq.to(device))  # rendered and encoded once, for the probe and the run
+    inputs = finished_inputs(scratch, config)
+    if inputs is None:
+        raise SystemExit(f"{work}: the VQ and CLIP stages are not finished")
+    pool_tokens(scratch, config, inputs[0].to(device))  # rendered and encoded once, for the probe and the run
     probed = None
     if not config.uvit_steps:
-        steps, probed = steps_within(scratch, config, minutes * 60, device)
+        steps, probed = steps_within(scratch, config, inputs, minutes * 60, device)
         config = dataclasses.replace(config, uvit_steps=steps)
     start = time.time()
     status = build(scratch, config, budget_s=minutes * 60, progress=False, dest=scratch / "export", device=device)

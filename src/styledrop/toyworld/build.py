@@ -622,24 +622,36 @@ def export_base(work: Path, vq, clip, uvit, dest: Path = ASSETS) -> Path:
     return replace_dir(dest / "base", write, keep_same=True)
 
 
-def export_checkpoint(work: str | Path, dest: str | Path, config: BuildConfig = BuildConfig()) -> tuple[Path, int]:
-    """The U-ViT as it stands in an unfinished build, exported beside finished VQ and CLIP stages (to watch
-    quality while it trains). config picks the stages (`vq_local_steps`); the U-ViT's shape is the one its
-    checkpoint records. Returns (base folder, step)."""
+def finished_inputs(work: Path, config: BuildConfig) -> tuple | None:
+    """(the VQ whose codes the U-ViT predicts, the CLIP) of a build whose VQ and CLIP stages are finished, loaded
+    without training anything; None otherwise. config picks the stages (`vq_local_steps`)."""
+    vq, clip = train_vq(work, config, LOAD_ONLY, False), train_clip(work, config, LOAD_ONLY, False)
+    tokens_vq = uvit_tokens(work, config, vq, LOAD_ONLY, False) if vq is not None else None
+    return None if tokens_vq is None or clip is None else (tokens_vq, clip)
+
+
+def checkpoint_uvit(folder: Path) -> tuple[UViT, dict]:
+    """(the U-ViT of a stage's checkpoint, finished or not, in the shape the checkpoint records; its meta)."""
     from safetensors.torch import load_file
 
     from ..checkpoint import STATE, load_module_tensors
 
-    work = Path(work)
-    vq, clip = train_vq(work, config, LOAD_ONLY, False), train_clip(work, config, LOAD_ONLY, False)
-    tokens_vq = uvit_tokens(work, config, vq, LOAD_ONLY, False) if vq is not None else None
-    folder = work / uvit_stage_name(config)
-    if tokens_vq is None or clip is None or not is_complete(folder):
-        raise StyleDropError(f"{work}: no U-ViT checkpoint beside finished VQ and CLIP stages")
     meta = read_meta(folder)
-    uvit = UViT(UViTConfig.from_dict(meta["architecture"]))  # as it was built, whatever config is passed here
+    uvit = UViT(UViTConfig.from_dict(meta["architecture"]))
     load_module_tensors(load_file(folder / STATE), {"uvit": uvit})
-    base = export_base(work, tokens_vq, clip, uvit.eval(), Path(dest))
+    return uvit.eval(), meta
+
+
+def export_checkpoint(work: str | Path, dest: str | Path, config: BuildConfig = BuildConfig()) -> tuple[Path, int]:
+    """The U-ViT as it stands in an unfinished build, exported beside finished VQ and CLIP stages (to watch
+    quality while it trains). config picks the stages (`vq_local_steps`); the U-ViT's shape is the one its
+    checkpoint records. Returns (base folder, step)."""
+    work = Path(work)
+    inputs, folder = finished_inputs(work, config), work / uvit_stage_name(config)
+    if inputs is None or not is_complete(folder):
+        raise StyleDropError(f"{work}: no U-ViT checkpoint beside finished VQ and CLIP stages")
+    uvit, meta = checkpoint_uvit(folder)  # as it was built, whatever config is passed here
+    base = export_base(work, *inputs, uvit, Path(dest))
     return base, int(meta["step"])
 
 
