@@ -91,6 +91,7 @@ def launch_two_processes(cli_args: list[str]) -> subprocess.CompletedProcess:
         "-m",
         "styledrop.cli",
     ]
-    # --standalone: a free port, so back-to-back launches never collide. CPU matmuls sum in an order that depends on the thread count: give each process as many as this one has.
+    # --standalone: a free port, so back-to-back launches never collide. CPU matmuls sum in an order that
+    # depends on the thread count: give each process as many as this one has.
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     return subprocess.run(launch + cli_args, env=env, capture_output=True, text=True)

@@ -8,11 +8,18 @@ from styledrop.errors import StyleDropError
 from styledrop.toyworld.build import BuildConfig, load_weights, train_vq, vq_model
 
 TINY = BuildConfig(
-    vq_images=48, vq_textures=16, vq_steps=6, vq_batch=8, codebook_size=32, vq_restart_every=2, save_every_s=0
+    vq_images=48,
+    vq_textures=16,
+    vq_steps=6,
+    vq_batch=8,
+    codebook_size=32,
+    token_groups=8,
+    vq_restart_every=2,
+    save_every_s=0,
 )
 
 
-UVIT_TINY = dataclasses.replace(TINY, pool=16, clip_steps=2, clip_batch=4, token_groups=8, uvit_steps=3, uvit_batch=4)
+UVIT_TINY = dataclasses.replace(TINY, pool=16, clip_steps=2, clip_batch=4, uvit_steps=3, uvit_batch=4)
 
 
 def finished_uvit(work, device="cpu", deadline=math.inf):
@@ -25,6 +32,21 @@ def finished_uvit(work, device="cpu", deadline=math.inf):
     while (uvit := train_uvit(work, UVIT_TINY, token_vq(vq, UVIT_TINY), clip, deadline, False, device)) is None:
         runs += 1
     return runs, uvit
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"uvit_steps": 0}, "--uvit-steps: out of range"),
+        ({"token_groups": 4096}, "--token-groups: out of range"),
+        ({"uvit_hidden_size": 130}, "--uvit-hidden: must be a positive multiple of 4"),
+        ({"uvit_block_channels": 0}, "--uvit-channels: must be a positive multiple of 4"),
+        ({"uvit_downsample": False, "uvit_full_resolution_blocks": 1}, "--uvit-flat: a flat U-ViT has no"),
+    ],
+)
+def test_a_build_config_names_the_option_it_cannot_build(changes, message):
+    with pytest.raises(StyleDropError, match=message):
+        BuildConfig(**changes)
 
 
 def weights(folder):

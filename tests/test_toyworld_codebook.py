@@ -16,7 +16,7 @@ def test_kmeans_finds_separated_clusters():
 
 def test_a_merged_codebook_encodes_to_groups_and_decodes_each_as_its_centroid():
     torch.manual_seed(0)
-    vq = vq_model(BuildConfig(codebook_size=64)).eval()
+    vq = vq_model(BuildConfig(codebook_size=64, token_groups=0)).eval()
     merged = merge_codebook(vq, 8, seed=0)
     codes, centroids = vq.quantize.embedding.weight, merged.quantize.embedding.weight
     assert centroids.shape == (8, codes.shape[1]) and merged.config.num_vq_embeddings == 8

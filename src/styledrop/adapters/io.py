@@ -87,7 +87,8 @@ def load_adapter(folder: str | Path, num_layers: int, dim: int, base_identity) -
     wrong = [k for k in expected if k in state and state[k].shape != expected[k]]
     if missing or extra or wrong:
         raise StyleDropError(
-            f"{weights}: does not match {CONFIG_NAME} (missing {missing[:3]}, unexpected {extra[:3]}, wrong shape {wrong[:3]})"
+            f"{weights}: does not match {CONFIG_NAME} "
+            f"(missing {missing[:3]}, unexpected {extra[:3]}, wrong shape {wrong[:3]})"
         )
     if not all(torch.isfinite(v).all() for v in state.values()):
         raise StyleDropError(f"{weights}: contains NaN or infinite values")

@@ -34,9 +34,8 @@ TINY_UVIT = UViTConfig(
 
 def bytes_to_unicode() -> dict[int, str]:
     """The byte -> printable-character map of byte-level BPE (GPT-2/CLIP), so every byte is a token."""
-    keep = (
-        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    )
+    printable = [("!", "~"), ("¡", "¬"), ("®", "ÿ")]
+    keep = [b for first, last in printable for b in range(ord(first), ord(last) + 1)]
     chars, extra = {}, 0
     for b in range(256):
         if b in keep:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..checkpoint import is_complete, load_state, load_weights, read_meta, save_state, save_weights
-from ..errors import StyleDropError
+from ..errors import StyleDropError, check_ranges
 from ..fileio import replace_dir, write_json, write_with
 from ..images import array_to_tensor
 from ..models.clip import Preprocess
@@ -94,6 +94,34 @@ class BuildConfig:
     plain_prompt_rate: float = 0.25  # prompts without the style descriptor, so "a red star" means something
     cond_dropout: float = 0.1
     save_every_s: float = 300.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "vq_blocks", tuple(self.vq_blocks))
+        check_ranges(
+            self,
+            {
+                "seed": 0 <= self.seed < 2**63,
+                **{f: getattr(self, f) >= 1 for f in ("vq_images", "vq_steps", "vq_batch", "vq_restart_every")},
+                **{f: getattr(self, f) >= 1 for f in ("pool", "clip_steps", "clip_batch", "uvit_steps", "uvit_batch")},
+                **{f: 0 < getattr(self, f) <= 1 for f in ("vq_lr", "clip_lr", "uvit_lr")},
+                "vq_textures": self.vq_textures >= 0,
+                "vq_local_steps": self.vq_local_steps >= 0,
+                "codebook_size": self.codebook_size >= 2,
+                "token_groups": self.token_groups == 0 or 2 <= self.token_groups <= self.codebook_size,
+                "vq_blocks": 1 <= len(self.vq_blocks) <= 4 and all(c >= 16 and c % 16 == 0 for c in self.vq_blocks),
+                "uvit_layers": self.uvit_layers >= 1,
+                "uvit_full_resolution_blocks": self.uvit_full_resolution_blocks >= 0,
+                "plain_prompt_rate": 0 <= self.plain_prompt_rate <= 1,
+                "cond_dropout": 0 <= self.cond_dropout < 1,
+                "save_every_s": self.save_every_s >= 0,
+            },
+        )
+        # The U-ViT's attention has 4 heads, in its transformer and in its conv blocks.
+        for option, width in (("--uvit-hidden", self.uvit_hidden_size), ("--uvit-channels", self.uvit_block_channels)):
+            if width < 4 or width % 4:
+                raise StyleDropError(f"{option}: must be a positive multiple of 4 (4 attention heads), got {width!r}")
+        if self.uvit_full_resolution_blocks and not self.uvit_downsample:
+            raise StyleDropError("--uvit-flat: a flat U-ViT has no full-resolution blocks to add (all its blocks are)")
 
 
 def vq_model(config: BuildConfig):
@@ -318,7 +346,7 @@ def restart_dead_codes(vq, usage: torch.Tensor, latents: torch.Tensor, generator
     usage[dead] = 1.0
 
 
-# -- the shared pool of rendered scenes ---------------------------------------------------------------------------------
+# -- the shared pool of rendered scenes --------------------------------------------------------------------------------
 def scene_pool(work: Path, config: BuildConfig):
     """(scenes, renders (n, 32, 32, 3) uint8), cached in WORK/data (regenerable from the seed, not committed)."""
     scenes = sample_scenes(config.pool, seed=config.seed + 201)
