@@ -1,6 +1,7 @@
 """Train the toy base's U-ViT on a lent GPU machine (the `device` tool): tens of thousands of steps, where this
-project's 2 CPU cores manage 1400-4900 an hour. It starts from the committed build's finished VQ, CLIP and oracle
-stages (toyworld-build/), renders the pool there on every core and encodes it on the GPU.
+project's 2 CPU cores take 0.6-2.8 s each (benchmarks/toyworld_uvit_ab.py). It starts from the committed build's
+finished VQ, CLIP and oracle stages (toyworld-build/), renders the pool there on every core and encodes it on the
+GPU.
 
 Here, once (the GPU image has every other package this needs):
     .venv/bin/pip download --no-deps -d .whl diffusers==0.42.1

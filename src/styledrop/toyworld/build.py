@@ -488,7 +488,7 @@ def uvit_config(config: BuildConfig, text_dim: int) -> UViTConfig:
         downsample=halve,
         upsample=halve,
         position_embedding=True,
-        full_resolution_blocks=config.uvit_full_resolution_blocks if grid > 8 else 0,
+        full_resolution_blocks=config.uvit_full_resolution_blocks if halve else 0,  # they flank the halving
     )
 
 
