@@ -163,6 +163,15 @@ def test_bad_generate_input_gives_one_line_and_writes_nothing(case, trained, tmp
     assert not out.exists()
 
 
+@pytest.mark.parametrize("flag", ["--pool-steps", "--pool-guidance"])
+def test_refine_names_the_pool_option_that_is_out_of_range(flag, tmp_path, capsys):
+    # refine has a training --steps too: the error must name the pool's option, the one typed.
+    out = tmp_path / "round"
+    code, err = run_main(capsys, ["refine", tmp_path / "adapter", "--out", out, flag, "-1"])
+    assert_one_line_error(code, err, f"{flag}: out of range (-1")
+    assert not out.exists()
+
+
 def test_adapter_on_another_base_gives_one_line_naming_both(trained, other_base_dir, tmp_path, capsys):
     out = tmp_path / "out"
     code, err = run_main(

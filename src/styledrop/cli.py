@@ -6,7 +6,7 @@ import argparse
 import sys
 import warnings
 
-from .errors import StyleDropError
+from .errors import OutOfRange, StyleDropError
 
 
 class Parser(argparse.ArgumentParser):
@@ -95,7 +95,10 @@ def sample_config(args, prefix: str = ""):
         "negative",
         "batch_size",
     )
-    return SampleConfig(**{f: getattr(args, prefix + f) for f in fields})
+    try:
+        return SampleConfig(**{f: getattr(args, prefix + f) for f in fields})
+    except OutOfRange as e:  # name the option typed: refine's --pool-steps, not its training --steps
+        raise OutOfRange(e.field, e.value, prefix.replace("_", "-")) from None
 
 
 def add_train(sub) -> None:

@@ -9,8 +9,16 @@ class StyleDropError(ValueError):
         super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"))
 
 
+class OutOfRange(StyleDropError):
+    """A config field outside its range, named as its command-line option: `--{prefix}{field}` with dashes."""
+
+    def __init__(self, field: str, value, prefix: str = ""):
+        self.field, self.value = field, value
+        super().__init__(f"--{prefix}{field.replace('_', '-')}: out of range ({value!r})")
+
+
 def check_ranges(config, checks: dict[str, bool]) -> None:
-    """Raise for the first field of `config` whose check failed, naming it as its command-line option."""
+    """Raise OutOfRange for the first field of `config` whose check failed."""
     for field, ok in checks.items():
         if not ok:
-            raise StyleDropError(f"--{field.replace('_', '-')}: out of range ({getattr(config, field)!r})")
+            raise OutOfRange(field, getattr(config, field))
