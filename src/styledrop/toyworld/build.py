@@ -87,7 +87,7 @@ class BuildConfig:
     uvit_hidden_size: int = 128
     uvit_layers: int = 5
     # False: no 2x2 down/up-sampling, so the transformer layers see all 16x16 tokens, one position each, as
-    # MaskGIT's do (2.2-2.9 s per step on 2 CPU cores). Kept True: trained 8000 steps, the flat U-ViT drew the
+    # MaskGIT's do (2.2-3.0 s per step on 2 CPU cores). Kept True: trained 8000 steps, the flat U-ViT drew the
     # asked shape in 99% of samples but honoured the named family in 36% (59% with descriptor guidance; README,
     # 2026-12-03), where the shipped one reaches 91% and 27% (61%): both miss the 90% family bar.
     uvit_downsample: bool = True
