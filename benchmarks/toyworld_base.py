@@ -4,6 +4,7 @@ grids (one row per shape, one column per colour) and appends to benchmarks/resul
 
     .venv/bin/python benchmarks/toyworld_base.py [--base FOLDER | --checkpoint WORK [--vq-local-steps N]]
         [--per-content N] [--decode-steps K] [--temperature T] [--guidance G] [--descriptor-guidance D]
+        [--token-temperature T] [--plausibility A]
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def main() -> None:
     parser.add_argument("--descriptor-guidance", type=float, default=SampleConfig.descriptor_guidance)
     parser.add_argument("--temperature", type=float, default=SampleConfig.temperature, help="of the confidence noise")
     parser.add_argument("--token-temperature", type=float, default=SampleConfig.token_temperature)
+    parser.add_argument("--plausibility", type=float, default=SampleConfig.plausibility)
     args = parser.parse_args()
 
     (base, step), ruler = load_measured_base(args), Ruler.load(ASSETS)
@@ -66,6 +68,7 @@ def main() -> None:
         token_temperature=args.token_temperature,
         guidance=args.guidance,
         descriptor_guidance=args.descriptor_guidance,
+        plausibility=args.plausibility,
     )
     quality = base_quality(base, ruler, args.per_content, sample)
     variant = ("_local" if args.vq_local_steps else "") + checkpoint_label(args.checkpoint)
@@ -74,6 +77,7 @@ def main() -> None:
     if any(getattr(args, k) != parser.get_default(k) for k in sampling):  # the shipped grids stay the defaults'
         prefix += f"_k{args.decode_steps}_t{args.temperature:g}_g{args.guidance:g}_d{args.descriptor_guidance:g}"
     prefix += token_temperature_tag(args.token_temperature)
+    prefix += f"_p{args.plausibility:g}" if args.plausibility else ""
     for name, pixels in quality.images.items():
         first_of_each = pixels[:: args.per_content]
         save_png(grid([to_pil(p) for p in first_of_each], columns=len(COLOUR_NAMES)), RESULTS / f"{prefix}_{name}.png")

@@ -20,6 +20,7 @@ benchmarks/results/toyworld_mixing/. Trained adapters are kept in --work and ret
 settings differ from today's.
 
     .venv/bin/python benchmarks/toyworld_mixing.py [--parts subject blend stylize] [--styles candy ...]
+        [--guidance 5 1] [--plausibility A]
 """
 
 from __future__ import annotations
@@ -79,8 +80,10 @@ def reversals(points: list[torch.Tensor]) -> list[int]:
 
 
 def tag(sample: SampleConfig) -> str:
-    """Grid-name suffix: lB, and the token temperature where it is not the default."""
-    return f"lB{sample.guidance:g}{token_temperature_tag(sample.token_temperature)}"
+    """Grid-name suffix: lB, the token temperature where it is not the default, and the plausibility where it is
+    on (a name keeps its meaning whatever the default)."""
+    plausibility = f"_p{sample.plausibility:g}" if sample.plausibility else ""
+    return f"lB{sample.guidance:g}{token_temperature_tag(sample.token_temperature)}{plausibility}"
 
 
 def cached(folder: Path, config: TrainConfig, shape: AdapterConfig) -> bool:
@@ -162,6 +165,7 @@ def run_subject(base, ruler, styles, work, config, sample, n, weights, shape: Ad
                 "style": name,
                 "guidance": sample.guidance,
                 "token_temperature": sample.token_temperature,
+                "plausibility": sample.plausibility,
                 "arms": rows,
                 "ceiling": ceiling,
                 "n": n,
@@ -210,6 +214,7 @@ def run_blend(base, ruler, pairs, work, config, sample, per_content, weights) ->
                 "b": b,
                 "guidance": sample.guidance,
                 "token_temperature": sample.token_temperature,
+                "plausibility": sample.plausibility,
                 "images": len(asked),
                 "rows": rows,
                 "monotone": monotone,
@@ -260,7 +265,11 @@ def run_stylize(base, ruler, styles, work, config, sample, per_content, strength
             GRIDS / f"stylize_{name}_{tag(sample)}{'' if method == DEFAULT_STYLIZE_METHOD else '_' + method}.png",
         )
         record = {"style": name, "method": method, "guidance": sample.guidance}
-        record |= {"token_temperature": sample.token_temperature, "images": len(asked)}
+        record |= {
+            "token_temperature": sample.token_temperature,
+            "plausibility": sample.plausibility,
+            "images": len(asked),
+        }
         record |= {"rows": rows, "ceiling": ceiling, "monotone": monotone, "reversals": drops}
         append_result(RESULTS / "toyworld_stylize.jsonl", record)
         print(f"stylize into {name} by {method}, lB {sample.guidance:g}: {monotone}, reversals {drops}")
@@ -280,6 +289,7 @@ def main() -> None:
     parser.add_argument("--strengths", type=float, nargs="*", default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     parser.add_argument("--decode-steps", type=int, default=12)
     parser.add_argument("--token-temperature", type=float, default=SampleConfig.token_temperature)
+    parser.add_argument("--plausibility", type=float, default=SampleConfig.plausibility)
     parser.add_argument("--guidance", type=float, nargs="*", default=[5.0, 1.0], help="lB values, each a full run")
     parser.add_argument("--work", default="benchmark-work/mixing", help="trained adapters (not committed)")
     parser.add_argument("--subject-rank", type=int, default=LARGE_ADAPTER.rank)
@@ -289,7 +299,12 @@ def main() -> None:
     base, ruler = load_base(None, "cpu"), Ruler.load(ASSETS)
     config, work = TrainConfig(checkpoint_every=10**6), Path(args.work)
     for lb in args.guidance:
-        sample = SampleConfig(steps=args.decode_steps, token_temperature=args.token_temperature, guidance=lb)
+        sample = SampleConfig(
+            steps=args.decode_steps,
+            token_temperature=args.token_temperature,
+            guidance=lb,
+            plausibility=args.plausibility,
+        )
         if "subject" in args.parts:
             shape = AdapterConfig(rank=args.subject_rank, shared=args.subject_shared)
             run_subject(base, ruler, args.styles, work, config, sample, args.n, args.subject_weights, shape)

@@ -5,7 +5,7 @@ on content accuracy, text score, style score (oracle and CLIP), leakage, raw and
 benchmarks/results/toyworld_round1.jsonl.
 
     .venv/bin/python benchmarks/toyworld_round1.py [--steps N --lr LR --rank R --crop-scale S]
-        [--style-scale LA --guidance LB --descriptor-guidance LD --decode-steps K]
+        [--style-scale LA --guidance LB --descriptor-guidance LD --decode-steps K --plausibility A]
 
 Defaults are the library's (TrainConfig, AdapterConfig, SampleConfig), measured by benchmarks/toyworld_sweep.py.
 """
@@ -33,11 +33,18 @@ from styledrop.train import TrainConfig  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 COUNTS = ("per_prompt", "styles")  # how much is measured, not how: they do not name the grids
+# Named whenever they are on, whatever the default: the folders from before plausibility's default became 0.1
+# are those of runs without it.
+NAMED_WHEN_ON = ("plausibility",)
 
 
 def settings_tag(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
     """The grids' folder: the settings that differ from the defaults, so that no run overwrites another's grids."""
-    changed = [f"{k}{v:g}" for k, v in vars(args).items() if k not in COUNTS and v != parser.get_default(k)]
+    changed = [
+        f"{k}{v:g}"
+        for k, v in vars(args).items()
+        if k not in COUNTS and (v != 0 if k in NAMED_WHEN_ON else v != parser.get_default(k))
+    ]
     return "_".join(changed) or "defaults"
 
 
@@ -53,6 +60,7 @@ def main() -> None:
     parser.add_argument("--descriptor-guidance", type=float, default=SampleConfig.descriptor_guidance)
     parser.add_argument("--decode-steps", type=int, default=SampleConfig.steps)
     parser.add_argument("--temperature", type=float, default=SampleConfig.temperature)
+    parser.add_argument("--plausibility", type=float, default=SampleConfig.plausibility)
     parser.add_argument("--per-prompt", type=int, default=4)
     parser.add_argument("--styles", nargs="*", default=list(EVAL_STYLES))
     args = parser.parse_args()
@@ -64,6 +72,7 @@ def main() -> None:
         style_scale=args.style_scale,
         guidance=args.guidance,
         descriptor_guidance=args.descriptor_guidance,
+        plausibility=args.plausibility,
     )
     train = TrainConfig(
         steps=args.steps, lr=args.lr, batch_size=args.batch_size, crop_scale=args.crop_scale, checkpoint_every=10**6

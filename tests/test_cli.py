@@ -144,6 +144,7 @@ GENERATE_CASES = {
     "guidance out of range": (["a cat"], ["--guidance", "1000"], "--guidance: out of range"),
     "decoding steps out of range": (["a cat"], ["--steps", "0"], "--steps: out of range"),
     "token temperature out of range": (["a cat"], ["--token-temperature", "-1"], "--token-temperature: out of range"),
+    "plausibility out of range": (["a cat"], ["--plausibility", "1"], "--plausibility: out of range"),
     "images per prompt out of range": (["a cat"], ["--n", "0"], "--n: out of range"),
     "unknown base": (["a cat"], ["--base", "/nonexistent/base"], "not a model folder"),
     "unknown sweep": (["a cat"], ["--sweep", "colour=0:1:3"], "--sweep 'colour=0:1:3': expected NAME="),

@@ -2,7 +2,7 @@ import torch
 from test_adapters import perturb_
 
 from styledrop.adapters import AdapterConfig
-from styledrop.guidance import Anchor, Term, guided_logits, merge, styledrop_guidance, text_guidance
+from styledrop.guidance import Anchor, Term, guided_logits, merge, plausible, styledrop_guidance, text_guidance
 from styledrop.sampler import decode
 
 
@@ -108,6 +108,50 @@ def test_style_plus_subject_in_one_batch_equals_equations_5_and_6_branch_by_bran
     assert calls == [10]  # one forward pass: five distinct branches (the negative shared) of two rows
     assert not torch.allclose(formula("style", "full"), formula("subject", "content"))
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def branch_model(table: dict[str, list[float]]):
+    """A model whose logits at every position are table[prompt's first word], whatever the tokens."""
+
+    def model(tokens, cond, route):
+        rows = [table[key] for key in cond.keys]
+        return torch.tensor(rows)[:, None, :].expand(len(rows), tokens[0].numel(), -1)
+
+    return model
+
+
+class Keys:
+    """Just enough of a Conditioning for guided_logits: cat and the keys a branch_model reads."""
+
+    def __init__(self, keys):
+        self.keys = keys
+
+    @staticmethod
+    def cat(conds):
+        return Keys([k for c in conds for k in c.keys])
+
+
+def test_plausibility_stops_lB_5_from_drawing_a_token_both_branches_find_all_but_impossible(monkeypatch):
+    import styledrop.guidance as guidance
+
+    monkeypatch.setattr(guidance, "Conditioning", Keys)
+    # Token 2 is e^-15 as likely as token 0 under the prompt and far less likely still under the negative one:
+    # at lB 5 the difference of those tails outweighs token 0's lead.
+    model = branch_model({"text": [10.0, 0.0, -5.0], "negative": [8.0, 0.0, -20.0]})
+    conds, tokens = {"text": Keys(["text"]), "negative": Keys(["negative"])}, torch.zeros(1, 2, 2, dtype=torch.long)
+    plain = guided_logits(model, text_guidance(5.0), conds, tokens)
+    assert plain[0, 0].argmax() == 2  # 6 * -5 - 5 * -20 = 70 against 6 * 10 - 5 * 8 = 20
+    kept = guided_logits(model, text_guidance(5.0), conds, tokens, plausibility=0.1)
+    assert kept[0, 0].argmax() == 0
+    assert kept[0, 0].tolist() == [plain[0, 0, 0].item(), float("-inf"), float("-inf")]  # token 1: e^-10 of token 0
+
+
+def test_a_token_is_plausible_when_any_pulled_toward_branch_gives_it_alpha_of_its_best():
+    probs = torch.tensor([[0.70, 0.25, 0.05, 0.00], [0.02, 0.02, 0.48, 0.48]])  # two branches, four tokens
+    branches = probs.clamp_min(1e-12).log()[:, None, None, :]  # (K, B, N, V)
+    assert plausible(branches, 0.3).flatten().tolist() == [True, True, True, True]
+    assert plausible(branches, 0.5).flatten().tolist() == [True, False, True, True]
+    assert plausible(branches[:1], 0.3).flatten().tolist() == [True, True, False, False]
 
 
 def test_a_plain_component_is_text_guidance():

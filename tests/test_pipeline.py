@@ -37,6 +37,16 @@ def test_stylize_at_strength_0_is_the_reconstruction_and_at_1_is_generation(tiny
     assert torch.equal(between, stylized(0.9))
 
 
+def test_with_plausibility_a_light_stylize_still_keeps_the_input(tiny_base, round1):
+    # The anchor's pull toward the input stays continuous down to strength 0 (the reconstruction): an input token
+    # that the styled model finds implausible must not be ruled out.
+    tiny_base.load_adapter(round1, "style")
+    pixels = center_square(striped_circle(48), tiny_base.resolution)[None]
+    config, prompt = SampleConfig(steps=4, plausibility=0.999), ["a cat in test style"]
+    light = stylize_pixels(tiny_base, "style", pixels, prompt, 0.01, [3], config)
+    assert torch.equal(light, tiny_base.decode_tokens(tiny_base.encode_images(pixels)))
+
+
 def test_descriptor_guidance_needs_the_content_prompts_and_changes_the_image(tiny_base, round1):
     tiny_base.load_adapter(round1, "style")
     prompt, contents = ["a cat in test style"], ["a cat"]
@@ -46,6 +56,16 @@ def test_descriptor_guidance_needs_the_content_prompts_and_changes_the_image(tin
     plain = sample_images(tiny_base, "style", prompt, [3], off, contents=contents)
     assert torch.equal(plain, sample_images(tiny_base, "style", prompt, [3], off))  # lD 0: contents unused
     assert not torch.equal(sample_images(tiny_base, "style", prompt, [3], on, contents=contents), plain)
+
+
+def test_plausibility_is_off_at_zero_and_changes_a_guided_image_when_on(tiny_base, round1):
+    tiny_base.load_adapter(round1, "style")
+    prompt = ["a cat in test style"]
+    plain = sample_images(tiny_base, "style", prompt, [3], SampleConfig(steps=4))
+    assert torch.equal(plain, sample_images(tiny_base, "style", prompt, [3], SampleConfig(steps=4, plausibility=0.0)))
+    assert not torch.equal(
+        plain, sample_images(tiny_base, "style", prompt, [3], SampleConfig(steps=4, plausibility=0.5))
+    )
 
 
 def test_sampling_names_the_guidance_keys_it_has_no_prompts_for(tiny_base):

@@ -78,6 +78,13 @@ def add_sampling_args(p, prefix: str = "", steps: int | None = None) -> None:
         default=S.token_temperature,
         help="of each token's draw: 1 = the model's distribution, 0 = its most likely token",
     )
+    p.add_argument(
+        f"--{prefix}plausibility",
+        type=float,
+        default=S.plausibility,
+        help="only tokens with at least this fraction of the top token's probability under a guided-toward branch "
+        "can be drawn; 0 = any token",
+    )
     p.add_argument(f"--{prefix}negative", default=S.negative, help="negative prompt")
     p.add_argument(f"--{prefix}batch-size", type=int, default=S.batch_size)
 
@@ -92,6 +99,7 @@ def sample_config(args, prefix: str = ""):
         "steps",
         "temperature",
         "token_temperature",
+        "plausibility",
         "negative",
         "batch_size",
     )

@@ -23,6 +23,7 @@ An `Anchor` pulls a guided sample toward an existing image's tokens (how `styliz
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -99,16 +100,42 @@ def merge(terms: list[Term]) -> list[Term]:
 
 
 def guided_logits(
-    model_fn: ModelFn, terms: list[Term], conds: Mapping[str, Conditioning], tokens: torch.Tensor
+    model_fn: ModelFn,
+    terms: list[Term],
+    conds: Mapping[str, Conditioning],
+    tokens: torch.Tensor,
+    plausibility: float = 0.0,
+    keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Evaluate every term's branch for all B rows of tokens (B, h, w) in one forward pass and combine."""
+    """Evaluate every term's branch for all B rows of tokens (B, h, w) in one forward pass and combine; with
+    plausibility > 0, only plausible tokens can be drawn (`plausible`), and each position's token in keep (B, N),
+    an anchor's, whatever its probability."""
     batch = tokens.shape[0]
     stacked = Conditioning.cat([conds[t.prompt] for t in terms])
     route = [t.adapter for t in terms for _ in range(batch)]
     logits = model_fn(tokens.repeat(len(terms), 1, 1), stacked, route).float()
     branches = logits.unflatten(0, (len(terms), batch))  # (K, B, N, V)
     weights = torch.tensor([t.weight for t in terms], dtype=branches.dtype, device=branches.device)
-    return torch.einsum("k,kbnv->bnv", weights, branches)
+    guided = torch.einsum("k,kbnv->bnv", weights, branches)
+    if plausibility == 0:
+        return guided
+    allowed = plausible(branches[weights > 0], plausibility)
+    if keep is not None:
+        allowed.scatter_(-1, keep.to(allowed.device)[..., None], True)
+    return guided.masked_fill(~allowed, float("-inf"))
+
+
+def plausible(branches: torch.Tensor, alpha: float) -> torch.Tensor:
+    """(B, N, V) mask of the tokens that some branch of (K, B, N, V), the ones guidance pulls toward, gives at
+    least alpha times the probability of its own most likely token.
+
+    Why: a guided logit (1 + l) G(t) - l G(n) is largest where G(n) is lowest, so at l = 5 a token that both
+    branches find all but impossible can win on the difference of their far tails. Where the prompt already
+    fixes a token (a memorised stripe, a fill continued from its neighbours) that tail noise is all guidance
+    adds (benchmarks/toyworld_overfit.py). The constraint is contrastive decoding's (Li et al., 2022)."""
+    log_probs = branches.log_softmax(-1)
+    floor = log_probs.amax(-1, keepdim=True) + math.log(alpha)
+    return (log_probs >= floor).any(0)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,10 @@ class SampleConfig:
     batch_size: int = 8
     # Last, so that positional use from before it keeps its meaning.
     token_temperature: float = 1.0  # of the draw of each token: 1 = the model's distribution, 0 = its argmax
+    # Only tokens that a branch guidance pulls toward gives at least this fraction of its top token's probability
+    # can be drawn (guidance.plausible); 0: any token. 0.1: in the shapes world it lifted the base's shapes and
+    # families, round 1's style, content and leakage, and made every blend monotone (README, 2026-12-03).
+    plausibility: float = 0.1
 
     def __post_init__(self):
         check_ranges(
@@ -47,6 +51,7 @@ class SampleConfig:
                 "steps": 1 <= self.steps <= 1000,
                 "temperature": 0 <= self.temperature <= 100,
                 "token_temperature": 0 <= self.token_temperature <= 10,
+                "plausibility": 0 <= self.plausibility < 1,
                 "style_scale": -1 <= self.style_scale <= 50,
                 "guidance": 0 <= self.guidance <= 50,
                 "descriptor_guidance": 0 <= self.descriptor_guidance <= 50,
@@ -161,7 +166,8 @@ def sample_batch(
     model = functools.partial(base.logits, memo=memo)
 
     def logits_fn(flat: torch.Tensor) -> torch.Tensor:
-        return guided_logits(model, terms, conds, flat.view(-1, side, side))
+        keep = None if anchor is None or anchor.weight == 0 else anchor.tokens  # kept, however implausible
+        return guided_logits(model, terms, conds, flat.view(-1, side, side), config.plausibility, keep)
 
     tokens = decode(
         logits_fn if anchor is None else anchor.wrap(logits_fn),
