@@ -18,6 +18,9 @@ style descriptor, `l = (1 - g) l_s(t) + g l_c(c_t)`; blending styles A and B is 
 Terms with the same (prompt, adapter) are merged and zero weights dropped, so lA = lB = 0 costs one branch,
 and the negative prompt's branch is evaluated once however many components share it.
 
+With a plausibility alpha > 0 (`plausible`), only tokens that some branch with a positive weight gives at least
+alpha times its top token's probability can be drawn.
+
 An `Anchor` pulls a guided sample toward an existing image's tokens (how `stylize` edits by default).
 """
 
