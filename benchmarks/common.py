@@ -48,3 +48,9 @@ def token_temperature_tag(token_temperature: float) -> str:
     from styledrop.pipeline import SampleConfig
 
     return "" if token_temperature == SampleConfig.token_temperature else f"_tt{token_temperature:g}"
+
+
+def plausibility_tag(plausibility: float) -> str:
+    """Suffix for result names drawn with the plausibility constraint on: named whenever it is on, so that a name
+    keeps its meaning across the default's change (off until 2026-12-03, 0.1 since)."""
+    return f"_p{plausibility:g}" if plausibility else ""

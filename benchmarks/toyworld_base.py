@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import append_result, token_temperature_tag  # noqa: E402
+from common import append_result, plausibility_tag, token_temperature_tag  # noqa: E402
 
 from styledrop.images import grid, save_png, to_pil  # noqa: E402
 from styledrop.models.amused import AmusedBase, load_base  # noqa: E402
@@ -77,7 +77,7 @@ def main() -> None:
     if any(getattr(args, k) != parser.get_default(k) for k in sampling):  # the shipped grids stay the defaults'
         prefix += f"_k{args.decode_steps}_t{args.temperature:g}_g{args.guidance:g}_d{args.descriptor_guidance:g}"
     prefix += token_temperature_tag(args.token_temperature)
-    prefix += f"_p{args.plausibility:g}" if args.plausibility else ""
+    prefix += plausibility_tag(args.plausibility)
     for name, pixels in quality.images.items():
         first_of_each = pixels[:: args.per_content]
         save_png(grid([to_pil(p) for p in first_of_each], columns=len(COLOUR_NAMES)), RESULTS / f"{prefix}_{name}.png")

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import append_result, token_temperature_tag  # noqa: E402
+from common import append_result, plausibility_tag, token_temperature_tag  # noqa: E402
 
 from styledrop.adapters.config import LARGE_ADAPTER, AdapterConfig  # noqa: E402
 from styledrop.adapters.io import read_card  # noqa: E402
@@ -81,9 +81,10 @@ def reversals(points: list[torch.Tensor]) -> list[int]:
 
 def tag(sample: SampleConfig) -> str:
     """Grid-name suffix: lB, the token temperature where it is not the default, and the plausibility where it is
-    on (a name keeps its meaning whatever the default)."""
-    plausibility = f"_p{sample.plausibility:g}" if sample.plausibility else ""
-    return f"lB{sample.guidance:g}{token_temperature_tag(sample.token_temperature)}{plausibility}"
+    on."""
+    return (
+        f"lB{sample.guidance:g}{token_temperature_tag(sample.token_temperature)}{plausibility_tag(sample.plausibility)}"
+    )
 
 
 def cached(folder: Path, config: TrainConfig, shape: AdapterConfig) -> bool:

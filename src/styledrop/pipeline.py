@@ -164,9 +164,9 @@ def sample_batch(
 
     memo: dict = {}  # the conditioning is the same at every step: its text-side work is done once
     model = functools.partial(base.logits, memo=memo)
+    keep = None if anchor is None or anchor.weight == 0 else anchor.tokens  # drawable, however implausible
 
     def logits_fn(flat: torch.Tensor) -> torch.Tensor:
-        keep = None if anchor is None or anchor.weight == 0 else anchor.tokens  # kept, however implausible
         return guided_logits(model, terms, conds, flat.view(-1, side, side), config.plausibility, keep)
 
     tokens = decode(
