@@ -6,14 +6,18 @@ GPU.
 Here, once (the GPU image has every other package this needs):
     .venv/bin/pip download --no-deps -d .whl diffusers==0.42.1
 
-There, as one `run` call carrying .whl (timeout_s 600: rendering, encoding, loading and the 40 s timing take
-about 3 minutes beside the training's budget, and the machine's start 1-2 more of the session's 15):
+There, as one `run` call carrying .whl (timeout_s 600; the machine's start takes 1-2 more of the session's 15
+minutes). The pool is encoded once into the build folder; then two runs, each under its own --name, share the
+GPU (the step of so small a model leaves it idle most of the time):
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:src
-    python3 -m pytest -q tests/test_toyworld_build.py -k gpu && PYTHONUNBUFFERED=1 python3 benchmarks/gpu_uvit.py
+    python3 -m pytest -q tests/test_toyworld_build.py -k gpu
+    python3 benchmarks/gpu_uvit.py --tokens-only
+    python3 benchmarks/gpu_uvit.py --flat --name flat64 --minutes 5 & \
+        python3 benchmarks/gpu_uvit.py --flat --batch 256 --name flat256 --minutes 5; wait
 
-It writes $OUT/uvit/ (the stage's weights, and state.json, whose "step" says how far it got) and $OUT/run.json
-(steps, seconds per step, the GPU). Back here, measure it as any build:
-    mkdir -p WORK && cp -r toyworld-build/{vq,clip,oracle,tokenizer} FILES_AT/uvit WORK/
+Each writes $OUT/NAME/uvit/ (the stage's weights, and state.json, whose "step" says how far it got) and
+$OUT/NAME/run.json (steps, seconds per step, the GPU). Back here, measure it as any build:
+    mkdir -p WORK && cp -r toyworld-build/{vq,clip,oracle,tokenizer} FILES_AT/NAME/uvit WORK/
     .venv/bin/python benchmarks/toyworld_base.py --checkpoint WORK --per-content 2
 """
 
@@ -79,17 +83,28 @@ def weights_only(stage: Path, dest: Path) -> None:
     save_weights(dest, {"uvit": uvit}, meta)
 
 
-def train(work: Path, config: BuildConfig, minutes: float, out: Path) -> None:
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    scratch = Path("/tmp/gpu-uvit-work")
-    shutil.rmtree(scratch, ignore_errors=True)
-    copy_finished_stages(work, scratch)
-    inputs = finished_inputs(scratch, config)
+def device_name() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def encoded_pool(work: Path, config: BuildConfig) -> tuple:
+    """The finished stages' inputs to the U-ViT, after caching the pool's tokens in work/data (runs that copy
+    the folder then skip rendering and encoding it)."""
+    inputs = finished_inputs(work, config)
     if inputs is None:
         raise SystemExit(f"{work}: the VQ and CLIP stages are not finished")
-    pool_tokens(scratch, config, inputs[0].to(device))  # rendered and encoded once, for the probe and the run
+    pool_tokens(work, config, inputs[0].to(device_name()))
+    return inputs
+
+
+def train(work: Path, config: BuildConfig, minutes: float, out: Path, scratch: Path, probe: bool) -> None:
+    """probe: train as many steps as fit the minutes, in place of config.uvit_steps."""
+    device = device_name()
+    shutil.rmtree(scratch, ignore_errors=True)
+    copy_finished_stages(work, scratch)
+    inputs = encoded_pool(scratch, config)  # once, for the probe and the run
     probed = None
-    if not config.uvit_steps:
+    if probe:
         steps, probed = steps_within(scratch, config, inputs, minutes * 60, device)
         config = dataclasses.replace(config, uvit_steps=steps)
     start = time.time()
@@ -98,6 +113,7 @@ def train(work: Path, config: BuildConfig, minutes: float, out: Path) -> None:
     stage = scratch / uvit_stage_name(config)
     weights_only(stage, out / "uvit")
     record = {**environment(), "status": status, "uvit_steps": config.uvit_steps, "probe_s_per_step": probed}
+    record |= {"uvit_batch": config.uvit_batch, "uvit_downsample": config.uvit_downsample}
     record |= {"step": read_meta(stage)["step"], "train_s": round(seconds, 1)}
     (out / "run.json").write_text(json.dumps(record, indent=1))
     print(json.dumps(record))
@@ -108,10 +124,18 @@ def main() -> None:
     parser.add_argument("--work", default=DEFAULT_WORK, help="the build folder with the finished stages")
     parser.add_argument("--minutes", type=float, default=5.0, help="the training's time budget")
     parser.add_argument("--steps", type=int, default=0, help="U-ViT steps (0: as many as fit the minutes)")
+    parser.add_argument("--batch", type=int, default=BuildConfig.uvit_batch, help="the U-ViT's batch")
     parser.add_argument("--flat", action="store_true", help="the flat U-ViT (BuildConfig.uvit_downsample False)")
+    parser.add_argument("--name", default="run", help="this run's output folder under $OUT, and its scratch's name")
+    parser.add_argument("--tokens-only", action="store_true", help="only encode the pool into --work/data")
     args = parser.parse_args()
-    config = BuildConfig(uvit_steps=args.steps, uvit_downsample=not args.flat)
-    train(Path(args.work), config, args.minutes, Path(os.environ.get("OUT", "gpu-out")))
+    steps = args.steps or BuildConfig.uvit_steps  # a placeholder when probed
+    config = BuildConfig(uvit_steps=steps, uvit_batch=args.batch, uvit_downsample=not args.flat)
+    if args.tokens_only:
+        encoded_pool(Path(args.work), config)
+        return
+    out = Path(os.environ.get("OUT", "gpu-out")) / args.name
+    train(Path(args.work), config, args.minutes, out, Path(f"/tmp/gpu-uvit-{args.name}"), not args.steps)
 
 
 if __name__ == "__main__":
