@@ -90,8 +90,8 @@ class BuildConfig:
     # MaskGIT's do (2.2-3.0 s per step on 2 CPU cores). Kept True: trained 8000 steps, the flat U-ViT drew the
     # asked shape in 99% of samples but honoured the named family in 36% (59% with descriptor guidance; README,
     # 2026-12-03), where the shipped one reaches 91% and 27% (61%): both miss the 90% family bar. Sampled with
-    # the plausibility constraint it leads, 58% against 43%, still far from the bar; shipping it would mean
-    # re-running every benchmark measured on the shipped base.
+    # the plausibility constraint it leads, 58% against 43% (62.5% after 3700 steps at batch 256 on an H200),
+    # still far from the bar; shipping it would mean re-running every benchmark measured on the shipped base.
     uvit_downsample: bool = True
     plain_prompt_rate: float = 0.25  # prompts without the style descriptor, so "a red star" means something
     cond_dropout: float = 0.1
