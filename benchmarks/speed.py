@@ -18,6 +18,10 @@ max_memory_allocated. Results are appended to benchmarks/results/speed.jsonl.
     .venv/bin/python benchmarks/speed.py                                   # CPU defaults (about 30 min)
     .venv/bin/python benchmarks/speed.py --parts train --archs amused-512 --batch 2
     python benchmarks/speed.py --device cuda --dtype bf16 --batch 8 --images 8   # on a GPU
+
+A run records its results when it ends. On a lent GPU, whose time is short, chain one run per part and arch
+in the call's command, so that one cut off loses only its own rows: each measurement builds its models in a
+fresh process, about 45 s apiece on an H200 (2026-12-04).
 """
 
 from __future__ import annotations
