@@ -27,21 +27,37 @@ from styledrop.toyworld.metrics import Ruler  # noqa: E402
 from styledrop.train import TrainConfig  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "toyworld_sweep.jsonl"
-# The centre of the recorded runs: crop_scale 1.15 was the default until the 2026-12-02 run chose 1.0 (README).
-CENTRE_TRAIN = {"lr": 1e-3, "steps": 300, "rank": 4, "batch_size": 8, "crop_scale": 1.15}
-CENTRE_SAMPLE = {"style_scale": 1.0, "guidance": 5.0, "steps": 12, "temperature": 4.5}
+# Centred on today's defaults, so that a re-run checks them (runs before 2026-12-04 were centred on crop scale
+# 1.15 and sampled without the plausibility constraint: their rows say so). Decoding steps 12, not the 36 that
+# real bases need: enough on the toy base (the sweep's row for 24 steps).
+CENTRE_TRAIN = {
+    "lr": TrainConfig.lr,
+    "steps": TrainConfig.steps,
+    "rank": AdapterConfig.rank,
+    "batch_size": TrainConfig.batch_size,
+    "crop_scale": TrainConfig.crop_scale,
+}
+CENTRE_SAMPLE = {
+    "style_scale": SampleConfig.style_scale,
+    "guidance": SampleConfig.guidance,
+    "steps": 12,
+    "temperature": SampleConfig.temperature,
+    "plausibility": SampleConfig.plausibility,
+}
+# The values tried for each setting, the centre's among them (skipped: the centre runs once).
 TRAIN_GRID = {
-    "lr": [3e-4, 3e-3],
-    "steps": [100, 1000],
-    "rank": [2, 8],
-    "batch_size": [4, 16],
-    "crop_scale": [1.0, 1.5],  # 1.5: shifts of up to two whole tokens
+    "lr": [3e-4, 1e-3, 3e-3],
+    "steps": [100, 300, 1000],
+    "rank": [2, 4, 8],
+    "batch_size": [4, 8, 16],
+    "crop_scale": [1.0, 1.15, 1.5],  # 1.5: shifts of up to two whole tokens
 }
 SAMPLE_GRID = {
-    "style_scale": [0.0, 0.5, 2.0, 3.0],
-    "guidance": [1.0, 3.0, 8.0],
-    "steps": [8, 24],
-    "temperature": [1.0, 2.5],
+    "style_scale": [0.0, 0.5, 1.0, 2.0, 3.0],
+    "guidance": [1.0, 3.0, 5.0, 8.0],
+    "steps": [8, 12, 24],
+    "temperature": [1.0, 2.5, 4.5],
+    "plausibility": [0.0, 0.03, 0.1, 0.3],
 }
 
 
@@ -71,10 +87,12 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def variations(centre: dict, grid: dict):
+    """The centre, then one setting changed at a time."""
     yield dict(centre)
     for key, values in grid.items():
         for value in values:
-            yield {**centre, key: value}
+            if value != centre[key]:
+                yield {**centre, key: value}
 
 
 def main() -> None:
