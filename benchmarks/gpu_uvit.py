@@ -21,8 +21,10 @@ first, in benchmarks/results/gpu_uvit.jsonl) and measure its U-ViT as any build'
     mkdir -p WORK/NAME && cp -r toyworld-build/{vq,clip,oracle,tokenizer} FILES_AT/NAME/uvit WORK/NAME/
     .venv/bin/python benchmarks/toyworld_base.py --checkpoint WORK/NAME --per-content 2
 
-Run 2026-12-04 (H200, torch 2.11): both runs shared the GPU at 0.053 and 0.077 s per step (batch 64 and 256),
-so 5.5 minutes held 5500 and 3700 steps; README, shapes-world status, has what they measured.
+Run 2026-12-04 (H200, torch 2.11) with --minutes 5.5: the call took 7.0 minutes (45 s to render and encode the
+pool, about a minute per run to load and time itself), the machine's start and the transfers 40 s more. Both
+runs shared the GPU at 0.053 and 0.077 s per step (batch 64 and 256), so they ran 5500 and 3700 steps; the
+README's shapes-world status has what they measured.
 """
 
 from __future__ import annotations
