@@ -146,6 +146,21 @@ def test_plausibility_stops_lB_5_from_drawing_a_token_both_branches_find_all_but
     assert kept[0, 0].tolist() == [plain[0, 0, 0].item(), float("-inf"), float("-inf")]  # token 1: e^-10 of token 0
 
 
+def test_an_anchor_cannot_bring_back_a_token_the_constraint_rules_out(monkeypatch):
+    # Stylize's input tokens get no exemption: the constraint, scaled by the strength (pipeline.anchored_config),
+    # is what lets a light stylize keep them.
+    import styledrop.guidance as guidance
+
+    monkeypatch.setattr(guidance, "Conditioning", Keys)
+    model = branch_model({"text": [10.0, 0.0, 9.0], "negative": [10.0, 0.0, 9.0]})
+    conds, tokens = {"text": Keys(["text"]), "negative": Keys(["negative"])}, torch.zeros(1, 2, 2, dtype=torch.long)
+    anchored = Anchor(torch.ones(1, 4, dtype=torch.long), 16.0).wrap(
+        lambda t: guided_logits(model, text_guidance(5.0), conds, t, plausibility=0.1)
+    )(tokens)
+    assert anchored[0, :, 1].eq(float("-inf")).all()  # token 1 is e^-10 of token 0: out, anchor or not
+    assert anchored[0, :, 2].eq(9.0).all()  # token 2, e^-1 of token 0, stays drawable, without a bonus
+
+
 def test_a_token_is_plausible_when_any_pulled_toward_branch_gives_it_alpha_of_its_best():
     probs = torch.tensor([[0.70, 0.25, 0.05, 0.00], [0.02, 0.02, 0.48, 0.48]])  # two branches, four tokens
     branches = probs.clamp_min(1e-12).log()[:, None, None, :]  # (K, B, N, V)

@@ -108,11 +108,9 @@ def guided_logits(
     conds: Mapping[str, Conditioning],
     tokens: torch.Tensor,
     plausibility: float = 0.0,
-    keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Evaluate every term's branch for all B rows of tokens (B, h, w) in one forward pass and combine; with
-    plausibility > 0, only plausible tokens can be drawn (`plausible`), and each position's token in keep (B, N),
-    an anchor's, whatever its probability."""
+    plausibility > 0, only plausible tokens can be drawn (`plausible`)."""
     batch = tokens.shape[0]
     stacked = Conditioning.cat([conds[t.prompt] for t in terms])
     route = [t.adapter for t in terms for _ in range(batch)]
@@ -122,10 +120,7 @@ def guided_logits(
     guided = torch.einsum("k,kbnv->bnv", weights, branches)
     if plausibility == 0:
         return guided
-    allowed = plausible(branches[weights > 0], plausibility)
-    if keep is not None:
-        allowed.scatter_(-1, keep.to(allowed.device)[..., None], True)
-    return guided.masked_fill(~allowed, float("-inf"))
+    return guided.masked_fill(~plausible(branches[weights > 0], plausibility), float("-inf"))
 
 
 def plausible(branches: torch.Tensor, alpha: float) -> torch.Tensor:
