@@ -83,7 +83,7 @@ def add_sampling_args(p, prefix: str = "", steps: int | None = None) -> None:
         type=float,
         default=S.plausibility,
         help="only tokens with at least this fraction of the top token's probability under a guided-toward branch "
-        "can be drawn; 0 = any token",
+        "can be drawn; 0 = any token; stylize applies it times --strength",
     )
     p.add_argument(f"--{prefix}negative", default=S.negative, help="negative prompt")
     p.add_argument(f"--{prefix}batch-size", type=int, default=S.batch_size)

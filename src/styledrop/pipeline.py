@@ -42,6 +42,7 @@ class SampleConfig:
     # Only tokens that a branch guidance pulls toward gives at least this fraction of its top token's probability
     # can be drawn (guidance.plausible); 0: any token. 0.1: in the shapes world it lifted the base's shapes and
     # families, round 1's style, content and leakage, and made every blend monotone (README, 2026-12-03).
+    # Stylize by anchor applies it times the strength (anchored_config).
     plausibility: float = 0.1
 
     def __post_init__(self):
