@@ -15,6 +15,11 @@ GPU (the step of so small a model leaves it idle most of the time):
     python3 benchmarks/gpu_uvit.py --flat --name flat64 --minutes 5 & \
         python3 benchmarks/gpu_uvit.py --flat --batch 256 --name flat256 --minutes 5; wait
 
+Before training, `--profile SECONDS --name prof` writes $OUT/prof/profile.txt instead: the stage's operations by
+their own GPU time over that many seconds of training. On the H200 a step of batch 64 took 0.053 s with two runs
+sharing the GPU, far above what the U-ViT's arithmetic needs there, so that table is the next GPU session's
+first check (tried here on the CPU only).
+
 Each writes $OUT/NAME/uvit/ (the stage's weights, and state.json, whose "step" says how far it got) and
 $OUT/NAME/run.json (steps, seconds per step, the GPU). Back here, keep the run's record (one line per run, "name"
 first, in benchmarks/results/gpu_uvit.jsonl) and measure its U-ViT as any build's, the folder named after the run:
@@ -83,6 +88,26 @@ def steps_within(work: Path, config: BuildConfig, inputs: tuple, seconds: float,
     return max(1, steps // 100 * 100 if steps >= 100 else steps), per_step
 
 
+def profile(work: Path, config: BuildConfig, inputs: tuple, seconds: float, device: str) -> str:
+    """A table of the U-ViT stage's operations over `seconds` of training, by their own time on the device (the
+    CPU without a GPU), after a first call that loads the pool and takes one step; its loading is in the table."""
+    probe = Path(f"{work}-profile")
+    copy_finished_stages(work, probe)
+    endless = dataclasses.replace(config, uvit_steps=10**6)
+    train_uvit(probe, endless, *inputs, time.time(), progress=False, device=device)
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    activities += [torch.profiler.ProfilerActivity.CUDA] if device == "cuda" else []
+    with torch.profiler.profile(activities=activities) as prof:
+        start = time.time()
+        train_uvit(probe, endless, *inputs, start + seconds, progress=False, device=device)
+        wall = time.time() - start
+    steps = read_meta(probe / uvit_stage_name(config))["step"] - 1
+    shutil.rmtree(probe)
+    sort = "self_device_time_total" if device == "cuda" else "self_cpu_time_total"
+    head = f"{steps} steps in {wall:.1f} s, loading the pool included ({device}, batch {config.uvit_batch})\n"
+    return head + prof.key_averages().table(sort_by=sort, row_limit=30)
+
+
 def weights_only(stage: Path, dest: Path) -> None:
     """The stage's U-ViT weights, without the optimizer's moments of an unfinished checkpoint (3x the size)."""
     uvit, meta = checkpoint_uvit(stage)
@@ -134,6 +159,7 @@ def main() -> None:
     parser.add_argument("--flat", action="store_true", help="the flat U-ViT (BuildConfig.uvit_downsample False)")
     parser.add_argument("--name", default="run", help="this run's output folder under $OUT, and its scratch's name")
     parser.add_argument("--tokens-only", action="store_true", help="only encode the pool into --work/data")
+    parser.add_argument("--profile", type=float, default=0, help="only profile this many seconds of training")
     args = parser.parse_args()
     steps = args.steps or BuildConfig.uvit_steps  # a placeholder when probed
     config = BuildConfig(uvit_steps=steps, uvit_batch=args.batch, uvit_downsample=not args.flat)
@@ -141,6 +167,12 @@ def main() -> None:
         encoded_pool(Path(args.work), config)
         return
     out = Path(os.environ.get("OUT", "gpu-out")) / args.name
+    if args.profile:
+        table = profile(Path(args.work), config, encoded_pool(Path(args.work), config), args.profile, device_name())
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "profile.txt").write_text(table)
+        print(table)
+        return
     train(Path(args.work), config, args.minutes, out, Path(f"/tmp/gpu-uvit-{args.name}"), not args.steps)
 
 
