@@ -35,6 +35,7 @@ README's shapes-world status has what they measured.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -49,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import environment  # noqa: E402
 
 from styledrop.checkpoint import read_meta, save_weights  # noqa: E402
+from styledrop.pipeline import default_device  # noqa: E402
 from styledrop.toyworld.build import (  # noqa: E402
     DEFAULT_WORK,
     BuildConfig,
@@ -70,20 +72,31 @@ def copy_finished_stages(work: Path, scratch: Path) -> None:
             shutil.copytree(work / name, scratch / name, ignore=shutil.ignore_patterns("pool-*"))
 
 
-def steps_within(work: Path, config: BuildConfig, inputs: tuple, seconds: float, device: str) -> tuple[int, float]:
-    """(steps that fit in `seconds`, seconds per step), timed on a throwaway copy of the build: a call that loads
-    the pool and takes one step, then one that loads it again and runs for 40 s, so the loading cancels out. The
-    run loads the pool too, inside its budget."""
+def probe_calls(work: Path, config: BuildConfig, inputs: tuple, budgets, device: str, around_last=None):
+    """Train a throwaway copy of the build once per budget (seconds; each call resumes the last, and a call takes
+    at least one step), the last call inside the context manager around_last: (each call's seconds, including
+    its loading of the pool, and the steps taken in all)."""
     probe = Path(f"{work}-probe")
     copy_finished_stages(work, probe)
     endless = dataclasses.replace(config, uvit_steps=10**6)
     calls = []
-    for budget in (0.0, 40.0):
-        start = time.time()
-        train_uvit(probe, endless, *inputs, start + budget, progress=False, device=device)
-        calls.append(time.time() - start)
-    per_step = (calls[1] - calls[0]) / (read_meta(probe / uvit_stage_name(config))["step"] - 2)
+    for i, budget in enumerate(budgets):
+        last = i == len(budgets) - 1 and around_last is not None
+        with around_last if last else contextlib.nullcontext():
+            start = time.time()
+            train_uvit(probe, endless, *inputs, start + budget, progress=False, device=device)
+            calls.append(time.time() - start)
+    steps = read_meta(probe / uvit_stage_name(config))["step"]
     shutil.rmtree(probe)
+    return calls, steps
+
+
+def steps_within(work: Path, config: BuildConfig, inputs: tuple, seconds: float, device: str) -> tuple[int, float]:
+    """(steps that fit in `seconds`, seconds per step): a call that loads the pool and takes one step, then one
+    that loads it again and runs for 40 s, so the loading cancels out. The run loads the pool too, inside its
+    budget."""
+    calls, taken = probe_calls(work, config, inputs, (0.0, 40.0), device)
+    per_step = (calls[1] - calls[0]) / (taken - 2)
     steps = int(0.9 * (seconds - calls[0]) / per_step)
     return max(1, steps // 100 * 100 if steps >= 100 else steps), per_step
 
@@ -91,20 +104,12 @@ def steps_within(work: Path, config: BuildConfig, inputs: tuple, seconds: float,
 def profile(work: Path, config: BuildConfig, inputs: tuple, seconds: float, device: str) -> str:
     """A table of the U-ViT stage's operations over `seconds` of training, by their own time on the device (the
     CPU without a GPU), after a first call that loads the pool and takes one step; its loading is in the table."""
-    probe = Path(f"{work}-profile")
-    copy_finished_stages(work, probe)
-    endless = dataclasses.replace(config, uvit_steps=10**6)
-    train_uvit(probe, endless, *inputs, time.time(), progress=False, device=device)
     activities = [torch.profiler.ProfilerActivity.CPU]
     activities += [torch.profiler.ProfilerActivity.CUDA] if device == "cuda" else []
-    with torch.profiler.profile(activities=activities) as prof:
-        start = time.time()
-        train_uvit(probe, endless, *inputs, start + seconds, progress=False, device=device)
-        wall = time.time() - start
-    steps = read_meta(probe / uvit_stage_name(config))["step"] - 1
-    shutil.rmtree(probe)
+    prof = torch.profiler.profile(activities=activities)
+    calls, taken = probe_calls(work, config, inputs, (0.0, seconds), device, around_last=prof)
     sort = "self_device_time_total" if device == "cuda" else "self_cpu_time_total"
-    head = f"{steps} steps in {wall:.1f} s, loading the pool included ({device}, batch {config.uvit_batch})\n"
+    head = f"{taken - 1} steps in {calls[1]:.1f} s, loading the pool included ({device}, batch {config.uvit_batch})\n"
     return head + prof.key_averages().table(sort_by=sort, row_limit=30)
 
 
@@ -114,23 +119,19 @@ def weights_only(stage: Path, dest: Path) -> None:
     save_weights(dest, {"uvit": uvit}, meta)
 
 
-def device_name() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def encoded_pool(work: Path, config: BuildConfig) -> tuple:
     """The finished stages' inputs to the U-ViT, after caching the pool's tokens in work/data (runs that copy
     the folder then skip rendering and encoding it)."""
     inputs = finished_inputs(work, config)
     if inputs is None:
         raise SystemExit(f"{work}: the VQ and CLIP stages are not finished")
-    pool_tokens(work, config, inputs[0].to(device_name()))
+    pool_tokens(work, config, inputs[0].to(default_device()))
     return inputs
 
 
 def train(work: Path, config: BuildConfig, minutes: float, out: Path, scratch: Path, probe: bool) -> None:
     """probe: train as many steps as fit the minutes, in place of config.uvit_steps."""
-    device = device_name()
+    device = default_device()
     shutil.rmtree(scratch, ignore_errors=True)
     copy_finished_stages(work, scratch)
     inputs = encoded_pool(scratch, config)  # once, for the probe and the run
@@ -168,7 +169,7 @@ def main() -> None:
         return
     out = Path(os.environ.get("OUT", "gpu-out")) / args.name
     if args.profile:
-        table = profile(Path(args.work), config, encoded_pool(Path(args.work), config), args.profile, device_name())
+        table = profile(Path(args.work), config, encoded_pool(Path(args.work), config), args.profile, default_device())
         out.mkdir(parents=True, exist_ok=True)
         (out / "profile.txt").write_text(table)
         print(table)
