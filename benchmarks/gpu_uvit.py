@@ -93,9 +93,9 @@ def probe_calls(work: Path, config: BuildConfig, inputs: tuple, budgets, device:
 
 def steps_within(work: Path, config: BuildConfig, inputs: tuple, seconds: float, device: str) -> tuple[int, float]:
     """(steps that fit in `seconds`, seconds per step): a call that loads the pool and takes one step, then one
-    that loads it again and runs for 40 s, so the loading cancels out. The run loads the pool too, inside its
+    that loads it again and runs for 20 s, so the loading cancels out. The run loads the pool too, inside its
     budget."""
-    calls, taken = probe_calls(work, config, inputs, (0.0, 40.0), device)
+    calls, taken = probe_calls(work, config, inputs, (0.0, 20.0), device)
     per_step = (calls[1] - calls[0]) / (taken - 2)
     steps = int(0.9 * (seconds - calls[0]) / per_step)
     return max(1, steps // 100 * 100 if steps >= 100 else steps), per_step
@@ -109,7 +109,8 @@ def profile(work: Path, config: BuildConfig, inputs: tuple, seconds: float, devi
     prof = torch.profiler.profile(activities=activities)
     calls, taken = probe_calls(work, config, inputs, (0.0, seconds), device, around_last=prof)
     sort = "self_device_time_total" if device == "cuda" else "self_cpu_time_total"
-    head = f"{taken - 1} steps in {calls[1]:.1f} s, loading the pool included ({device}, batch {config.uvit_batch})\n"
+    head = f"{taken - 1} steps in {calls[1]:.1f} s, loading the pool included ({device}, batch {config.uvit_batch}"
+    head += f", {config.uvit_precision})\n"
     return head + prof.key_averages().table(sort_by=sort, row_limit=30)
 
 
@@ -146,6 +147,7 @@ def train(work: Path, config: BuildConfig, minutes: float, out: Path, scratch: P
     weights_only(stage, out / "uvit")
     record = {**environment(), "status": status, "uvit_steps": config.uvit_steps, "probe_s_per_step": probed}
     record |= {"uvit_batch": config.uvit_batch, "uvit_downsample": config.uvit_downsample}
+    record |= {"uvit_lr": config.uvit_lr, "uvit_precision": config.uvit_precision}
     record |= {"step": read_meta(stage)["step"], "train_s": round(seconds, 1)}
     (out / "run.json").write_text(json.dumps(record, indent=1))
     print(json.dumps(record))
@@ -157,13 +159,21 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0, help="the training's time budget")
     parser.add_argument("--steps", type=int, default=0, help="U-ViT steps (0: as many as fit the minutes)")
     parser.add_argument("--batch", type=int, default=BuildConfig.uvit_batch, help="the U-ViT's batch")
+    parser.add_argument("--lr", type=float, default=BuildConfig.uvit_lr, help="the U-ViT's peak learning rate")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="BuildConfig.uvit_precision")
     parser.add_argument("--flat", action="store_true", help="the flat U-ViT (BuildConfig.uvit_downsample False)")
     parser.add_argument("--name", default="run", help="this run's output folder under $OUT, and its scratch's name")
     parser.add_argument("--tokens-only", action="store_true", help="only encode the pool into --work/data")
     parser.add_argument("--profile", type=float, default=0, help="only profile this many seconds of training")
     args = parser.parse_args()
     steps = args.steps or BuildConfig.uvit_steps  # a placeholder when probed
-    config = BuildConfig(uvit_steps=steps, uvit_batch=args.batch, uvit_downsample=not args.flat)
+    config = BuildConfig(
+        uvit_steps=steps,
+        uvit_batch=args.batch,
+        uvit_lr=args.lr,
+        uvit_downsample=not args.flat,
+        uvit_precision=args.precision,
+    )
     if args.tokens_only:
         encoded_pool(Path(args.work), config)
         return

@@ -70,7 +70,7 @@ def finetune(base, scenes: list[Scene], steps: int, lr: float, seed: int) -> flo
     for step in range(steps):
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, steps, lr, warmup=50)
-        losses.append(uvit_step(base, data, optimizer, config, generator))
+        losses.append(float(uvit_step(base, data, optimizer, config, generator)))
         if (step + 1) % 100 == 0:
             print(f"step {step + 1}: loss {np.mean(losses[-100:]):.4f}", flush=True)
     uvit.eval().requires_grad_(False)

@@ -42,6 +42,7 @@ def finished_uvit(work, device="cpu", deadline=math.inf):
         ({"uvit_hidden_size": 130}, "--uvit-hidden: must be a positive multiple of 4"),
         ({"uvit_block_channels": 0}, "--uvit-channels: must be a positive multiple of 4"),
         ({"uvit_downsample": False, "uvit_full_resolution_blocks": 1}, "--uvit-flat: a flat U-ViT has no"),
+        ({"uvit_precision": "fp16"}, "--uvit-precision: must be fp32 or bf16, got 'fp16'"),
     ],
 )
 def test_a_build_config_names_the_option_it_cannot_build(changes, message):
@@ -118,6 +119,27 @@ def test_an_interrupted_uvit_stage_resumes_to_the_same_weights(tmp_path):
         vq = train_vq(tmp_path / "whole", other, math.inf, progress=False)
         clip = train_clip(tmp_path / "whole", other, math.inf, progress=False)
         train_uvit(tmp_path / "whole", other, token_vq(vq, other), clip, math.inf, False)
+
+
+def test_a_bf16_uvit_step_autocasts_the_same_objective(tiny_base):
+    """uvit_precision bf16 runs the U-ViT's forward in bfloat16: the same draws give the same loss up to its
+    rounding (and not exactly the same, or autocast never engaged)."""
+    from styledrop.toyworld.build import uvit_data, uvit_step
+    from styledrop.toyworld.world import sample_scenes
+
+    scenes = sample_scenes(8, seed=0)
+    grid, codes = tiny_base.config.token_grid, tiny_base.transformer.config.codebook_size
+    tokens = torch.randint(codes, (8, grid, grid), generator=torch.Generator().manual_seed(0))
+    tiny_base.transformer.requires_grad_(True).train()
+    state = {k: v.clone() for k, v in tiny_base.transformer.state_dict().items()}
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        tiny_base.transformer.load_state_dict(state)
+        config = BuildConfig(uvit_batch=4, uvit_precision=precision)
+        optimizer = torch.optim.AdamW(tiny_base.transformer.parameters())
+        data = uvit_data(tiny_base, scenes, tokens, config)
+        losses[precision] = float(uvit_step(tiny_base, data, optimizer, config, torch.Generator().manual_seed(1)))
+    assert 0 < abs(losses["bf16"] - losses["fp32"]) < 0.01 * losses["fp32"]
 
 
 def test_an_unfinished_uvit_exports_with_the_shape_its_checkpoint_records(tmp_path):

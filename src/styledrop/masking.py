@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .draws import rand
 from .schedule import training_mask_counts
 
 
@@ -13,9 +14,9 @@ def random_mask(tokens: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     tokens: (B, N) token ids; only the shape and device are used.
     """
     batch, seq_len = tokens.shape
-    progress = torch.rand(batch, generator=generator, device=generator.device).to(tokens.device)
+    progress = rand((batch,), generator, tokens.device)
     counts = training_mask_counts(progress, seq_len)
-    scores = torch.rand(batch, seq_len, generator=generator, device=generator.device).to(tokens.device)
+    scores = rand((batch, seq_len), generator, tokens.device)
     # A position is masked when its random score ranks among the `count` smallest of its row.
     ranks = scores.argsort(dim=1).argsort(dim=1)
     return ranks < counts[:, None]

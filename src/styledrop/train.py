@@ -21,6 +21,7 @@ from .adapters.config import AdapterCard, AdapterConfig
 from .adapters.io import CONFIG_NAME, REFERENCE_DIR, WEIGHTS_NAME, save_adapter, save_references
 from .adapters.layer import Adapter
 from .checkpoint import is_complete, load_state, read_meta, save_state
+from .draws import rand, randint
 from .errors import StyleDropError, check_ranges
 from .fileio import remove_temporaries
 from .images import resize_shorter_side, to_tensor
@@ -136,7 +137,7 @@ def drop_conditioning(
     cond: Conditioning, empty: Conditioning, p: float, generator: torch.Generator
 ) -> tuple[Conditioning, torch.Tensor]:
     """Replace each row's text by the empty prompt with probability p; returns (conditioning, dropped (B,))."""
-    dropped = torch.rand(len(cond), generator=generator, device=generator.device).to(cond.hidden.device) < p
+    dropped = rand((len(cond),), generator, cond.hidden.device) < p
     empty = Conditioning(empty.hidden.expand_as(cond.hidden), empty.pooled.expand_as(cond.pooled), cond.micro)
     return cond.where(~dropped, empty), dropped
 
@@ -160,7 +161,7 @@ def summed_masked_loss(base: AmusedBase, tokens: torch.Tensor, mask: torch.Tenso
 
 def sample_batch(data: TrainingSet, batch_size: int, dropout: float, generator: torch.Generator):
     """A random batch of augmented variants with their (possibly dropped) conditioning."""
-    idx = torch.randint(len(data), (batch_size,), generator=generator, device=generator.device).to(data.tokens.device)
+    idx = randint(len(data), (batch_size,), generator, data.tokens.device)
     text = data.text.index(data.prompt_index[idx])
     cond = Conditioning(text.hidden, text.pooled, data.micro[idx])
     cond, _ = drop_conditioning(cond, data.empty, dropout, generator)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..checkpoint import is_complete, load_state, load_weights, read_meta, save_state, save_weights
+from ..draws import rand, randint
 from ..errors import StyleDropError, check_ranges
 from ..fileio import replace_dir, write_json, write_with
 from ..images import array_to_tensor
@@ -93,6 +94,9 @@ class BuildConfig:
     # the plausibility constraint it leads, 58% against 43% (62.5% after 3700 steps at batch 256 on an H200),
     # still far from the bar; shipping it would mean re-running every benchmark measured on the shipped base.
     uvit_downsample: bool = True
+    # "bf16": the U-ViT's forward autocast to bfloat16, for a GPU's tensor cores (a flat U-ViT's step at batch
+    # 256 is 0.55 TFLOP, and full fp32 ran it at 7 TFLOP/s on an H200). "fp32" on a CPU, which emulates bf16.
+    uvit_precision: str = "fp32"
     plain_prompt_rate: float = 0.25  # prompts without the style descriptor, so "a red star" means something
     cond_dropout: float = 0.1
     save_every_s: float = 300.0
@@ -122,6 +126,8 @@ class BuildConfig:
         for option, width in (("--uvit-hidden", self.uvit_hidden_size), ("--uvit-channels", self.uvit_block_channels)):
             if width < 4 or width % 4:
                 raise StyleDropError(f"{option}: must be a positive multiple of 4 (4 attention heads), got {width!r}")
+        if self.uvit_precision not in ("fp32", "bf16"):
+            raise StyleDropError(f"--uvit-precision: must be fp32 or bf16, got {self.uvit_precision!r}")
         if self.uvit_full_resolution_blocks and not self.uvit_downsample:
             raise StyleDropError("--uvit-flat: a flat U-ViT has no full-resolution blocks to add (all its blocks are)")
 
@@ -179,6 +185,9 @@ DEFAULT_WORK = "toyworld-build"  # the build folder, relative to where the build
 LOAD_ONLY = -1.0  # a deadline that runs no step: a finished stage loads, an unfinished one stays as it is
 
 
+SHOW_EVERY = 20  # steps between updates of the progress bar's statistics
+
+
 def run_stage(
     work: Path,
     name: str,
@@ -218,7 +227,9 @@ def run_stage(
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, total, meta["lr"])
-        bar.set_postfix({k: f"{v:.4f}" for k, v in step_fn(step).items()}, refresh=False)
+        stats = step_fn(step)
+        if step % SHOW_EVERY == 0:  # a statistic left on a GPU is read there: the CPU waits for the GPU
+            bar.set_postfix({k: f"{v:.4f}" for k, v in stats.items()}, refresh=False)
         if step + 1 < total and (time.time() > deadline or time.time() - last_save > save_every_s):
             save_state(folder, checkpointed, optimizer, generator, {**meta, "step": step + 1})
             last_save = time.time()
@@ -494,25 +505,26 @@ def uvit_config(config: BuildConfig, text_dim: int) -> UViTConfig:
     )
 
 
-def uvit_step(base, data: dict, optimizer, config: BuildConfig, generator: torch.Generator) -> float:
-    """One masked-token step of the base's U-ViT on a batch of the pool. data: scenes, their tokens, a row of
-    `text` per prompt (`prompts`), the empty prompt's conditioning and micro-conditioning for one batch."""
+def uvit_step(base, data: dict, optimizer, config: BuildConfig, generator: torch.Generator) -> torch.Tensor:
+    """One masked-token step of the base's U-ViT on a batch of the pool; returns the loss, left on the device
+    (reading it would make the CPU wait for a GPU every step). data: `uvit_data`."""
     from ..models.amused import Conditioning
     from ..train import drop_conditioning, masked_token_loss
 
-    idx = torch.randint(len(data["scenes"]), (config.uvit_batch,), generator=generator)
-    plain = torch.rand(config.uvit_batch, generator=generator) < config.plain_prompt_rate
-    rows = [data["prompts"][data["scenes"][i].prompt(not p)] for i, p in zip(idx.tolist(), plain.tolist(), strict=True)]
-    text = data["text"].index(torch.tensor(rows))
+    device = data["tokens"].device
+    idx = randint(len(data["tokens"]), (config.uvit_batch,), generator, device)
+    plain = rand((config.uvit_batch,), generator, device) < config.plain_prompt_rate
+    text = data["text"].index(torch.where(plain, data["plain_row"][idx], data["styled_row"][idx]))
     cond, _ = drop_conditioning(
         Conditioning(text.hidden, text.pooled, data["micro"]), data["empty"], config.cond_dropout, generator
     )
-    loss = masked_token_loss(base, data["tokens"][idx], cond, None, generator)
+    with torch.autocast(device.type, torch.bfloat16, enabled=config.uvit_precision == "bf16"):
+        loss = masked_token_loss(base, data["tokens"][idx], cond, None, generator)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(base.transformer.parameters(), 1.0)
     optimizer.step()
-    return loss.item()
+    return loss.detach()
 
 
 def encode_renders(vq, renders: np.ndarray) -> torch.Tensor:
@@ -550,12 +562,15 @@ def pool_tokens(work: Path, config: BuildConfig, vq) -> tuple[list, torch.Tensor
 
 
 def uvit_data(base, scenes, tokens: torch.Tensor, config: BuildConfig) -> dict:
-    """What uvit_step draws from: every prompt of the scenes (with and without style) encoded once."""
+    """What uvit_step draws from, on the tokens' device: every prompt of the scenes (with and without style)
+    encoded once, and each scene's row of them with and without its style."""
     prompts = sorted({s.prompt(True) for s in scenes} | {s.prompt(False) for s in scenes})
+    row = {p: i for i, p in enumerate(prompts)}
+    device = tokens.device
     return dict(
-        scenes=scenes,
         tokens=tokens,
-        prompts={p: i for i, p in enumerate(prompts)},
+        styled_row=torch.tensor([row[s.prompt(True)] for s in scenes], device=device),
+        plain_row=torch.tensor([row[s.prompt(False)] for s in scenes], device=device),
         text=base.condition(prompts),
         empty=base.condition([""]),
         micro=base.micro_conds(config.uvit_batch),
