@@ -6,30 +6,42 @@ GPU.
 Here, once (the GPU image has every other package this needs):
     .venv/bin/pip download --no-deps -d .whl diffusers==0.42.1
 
-There, as one `run` call carrying .whl (timeout_s 600; the machine's start takes 1-2 more of the session's 15
-minutes). The pool is encoded once into the build folder; then two runs, each under its own --name, share the
-GPU (batch 256 took 1.45 times the step of batch 64 there, so a step of so small a model does not fill it):
+There, as one `run` call carrying .whl (timeout_s 600; the machine's start and the transfers take about 40 s more
+of the session's 15 minutes). `--minutes` is a run's whole wall time after its imports (loading the pool, timing
+itself, training, writing its weights to $OUT), so the minutes of the runs and whatever runs before them must stay
+under the call's limit. The pool is rendered and encoded once into the build folder (45 s); a 15-second timing
+with --compile (plus its compiling, three starts of it, not yet timed on a GPU: about a minute per start on the
+CPU) decides whether the run compiles, so a compiler failure cannot cost the session its run:
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:src
-    python3 -m pytest -q tests/test_toyworld_build.py -k gpu
+    python3 -m pytest -q tests/test_toyworld_build.py -k gpu  # 40 s; when the stage changed since it last passed
     python3 benchmarks/gpu_uvit.py --tokens-only
-    python3 benchmarks/gpu_uvit.py --flat --name flat64 --minutes 5 & \
-        python3 benchmarks/gpu_uvit.py --flat --batch 256 --name flat256 --minutes 5; wait
+    F="--flat --batch 256 --precision bf16"
+    python3 benchmarks/gpu_uvit.py $F --compile --speed 15 --name speed-compile && C=--compile
+    python3 benchmarks/gpu_uvit.py $F $C --name flat256 --minutes 5
 
-Before training, `--profile SECONDS --name prof` writes $OUT/prof/profile.txt instead: the stage's operations by
-their own GPU time over that many seconds of training. On the H200 a step of batch 64 took 0.053 s with two runs
-sharing the GPU, far above what the U-ViT's arithmetic needs there, so that table is the next GPU session's
-first check (tried here on the CPU only).
+`--speed SECONDS --name NAME` writes $OUT/NAME/speed.json instead of training (seconds per step over that many
+seconds of training); `--profile SECONDS` writes $OUT/NAME/profile.txt, the stage's operations by their own GPU
+time. Two runs under different --names can share the GPU (`&`, then `wait`).
 
-Each writes $OUT/NAME/uvit/ (the stage's weights, and state.json, whose "step" says how far it got) and
+Each run writes $OUT/NAME/uvit/ (the stage's weights, and state.json, whose "step" says how far it got) and
 $OUT/NAME/run.json (steps, seconds per step, the GPU). Back here, keep the run's record (one line per run, "name"
 first, in benchmarks/results/gpu_uvit.jsonl) and measure its U-ViT as any build's, the folder named after the run:
     mkdir -p WORK/NAME && cp -r toyworld-build/{vq,clip,oracle,tokenizer} FILES_AT/NAME/uvit WORK/NAME/
     .venv/bin/python benchmarks/toyworld_base.py --checkpoint WORK/NAME --per-content 2
 
-Run 2026-12-04 (H200, torch 2.11) with --minutes 5.5: the call took 7.0 minutes (45 s to render and encode the
-pool, about a minute per run to load and time itself), the machine's start and the transfers 40 s more. Both
-runs shared the GPU at 0.053 and 0.077 s per step (batch 64 and 256), so they ran 5500 and 3700 steps; the
-README's shapes-world status has what they measured.
+Measured (rows in benchmarks/results/gpu_uvit.jsonl, the calls' logs in gpu_uvit_2026-12-04*.log):
+- 2026-12-04, first session (H200, torch 2.11), --minutes 5.5 counted from after loading and timing: two runs
+  sharing the GPU at 0.053 and 0.077 s per step (batch 64 and 256, fp32) ran 5500 and 3700 steps; the README's
+  shapes-world status has what they measured.
+- 2026-12-04, second session: the flat U-ViT at batch 256, alone on the H200, once the stage no longer waited for
+  the GPU at every step: 0.048 s per step in fp32, 0.033 s in bf16. A step is 0.55 TFLOP of matmuls, so bf16 runs
+  at 17 TFLOP/s: its profile gives 80% of the GPU's time to elementwise kernels and reductions (multiplies, dtype
+  casts, norms, AdamW), 20% to matmuls and attention; fusing those is what --compile is for, not yet timed on a
+  GPU. The call lost both its training runs (bf16, batch 256 and 1024): their minutes, counted from after their
+  loading and timing, left no room for the test, the pool and two profiles before them, and the call's limit
+  came as they wrote their weights. --minutes has counted a run's whole time since.
+- 2026-12-04, this project's 2 CPU cores, batch 64, fp32: --compile took a step from 0.51 to 0.36 s (flat U-ViT:
+  1.74 to 1.44 s), after about a minute of compiling per start.
 """
 
 from __future__ import annotations
@@ -62,6 +74,7 @@ from styledrop.toyworld.build import (  # noqa: E402
     uvit_stage_name,
 )
 
+STARTED = time.time()
 FINISHED_STAGES = ("vq", "clip", "oracle", "tokenizer", "data")  # data: the pool's cached tokens, once made
 
 
@@ -73,9 +86,9 @@ def copy_finished_stages(work: Path, scratch: Path) -> None:
 
 
 def probe_calls(work: Path, config: BuildConfig, inputs: tuple, budgets, device: str, around_last=None):
-    """Train a throwaway copy of the build once per budget (seconds; each call resumes the last, and a call takes
-    at least one step), the last call inside the context manager around_last: (each call's seconds, including
-    its loading of the pool, and the steps taken in all)."""
+    """Train a throwaway copy of the build once per budget (seconds of training beyond the loading of the pool,
+    as the call before measures it; each call resumes the last and takes at least one step), the last call inside
+    the context manager around_last: (each call's seconds, its loading included, and the steps taken in all)."""
     probe = Path(f"{work}-probe")
     copy_finished_stages(work, probe)
     endless = dataclasses.replace(config, uvit_steps=10**6)
@@ -84,20 +97,27 @@ def probe_calls(work: Path, config: BuildConfig, inputs: tuple, budgets, device:
         last = i == len(budgets) - 1 and around_last is not None
         with around_last if last else contextlib.nullcontext():
             start = time.time()
-            train_uvit(probe, endless, *inputs, start + budget, progress=False, device=device)
+            loading = calls[-1] if calls else 0.0  # the last call: loading and one step
+            train_uvit(probe, endless, *inputs, start + loading + budget, progress=False, device=device)
             calls.append(time.time() - start)
     steps = read_meta(probe / uvit_stage_name(config))["step"]
     shutil.rmtree(probe)
     return calls, steps
 
 
+def seconds_per_step(work: Path, config: BuildConfig, inputs: tuple, seconds: float, device: str):
+    """(seconds of a call that loads the pool and takes one step, seconds per step): two such calls (the first
+    also compiles, with --compile), then one that loads the pool again and trains for `seconds`, so the loading
+    cancels out."""
+    calls, taken = probe_calls(work, config, inputs, (0.0, 0.0, seconds), device)
+    return calls[1], (calls[2] - calls[1]) / (taken - 3)
+
+
 def steps_within(work: Path, config: BuildConfig, inputs: tuple, seconds: float, device: str) -> tuple[int, float]:
-    """(steps that fit in `seconds`, seconds per step): a call that loads the pool and takes one step, then one
-    that loads it again and runs for 20 s, so the loading cancels out. The run loads the pool too, inside its
+    """(steps that fit in `seconds`, seconds per step), timed over 20 s. The run loads the pool too, inside its
     budget."""
-    calls, taken = probe_calls(work, config, inputs, (0.0, 20.0), device)
-    per_step = (calls[1] - calls[0]) / (taken - 2)
-    steps = int(0.9 * (seconds - calls[0]) / per_step)
+    loading, per_step = seconds_per_step(work, config, inputs, 20.0, device)
+    steps = int(0.9 * (seconds - loading) / per_step)
     return max(1, steps // 100 * 100 if steps >= 100 else steps), per_step
 
 
@@ -130,24 +150,30 @@ def encoded_pool(work: Path, config: BuildConfig) -> tuple:
     return inputs
 
 
-def train(work: Path, config: BuildConfig, minutes: float, out: Path, scratch: Path, probe: bool) -> None:
-    """probe: train as many steps as fit the minutes, in place of config.uvit_steps."""
+WRAP_UP_S = 30.0  # the build's export and the copy of the weights to $OUT, at the end of a run's minutes
+
+
+def train(work: Path, config: BuildConfig, ends: float, out: Path, scratch: Path, probe: bool) -> None:
+    """ends: the time by which the weights are in `out` (the 2026-12-04 session lost two runs whose training
+    budget left no room for what came before and after it). probe: train as many steps as fit, in place of
+    config.uvit_steps."""
     device = default_device()
+    ends -= WRAP_UP_S
     shutil.rmtree(scratch, ignore_errors=True)
     copy_finished_stages(work, scratch)
     inputs = encoded_pool(scratch, config)  # once, for the probe and the run
     probed = None
     if probe:
-        steps, probed = steps_within(scratch, config, inputs, minutes * 60, device)
+        steps, probed = steps_within(scratch, config, inputs, ends - time.time(), device)
         config = dataclasses.replace(config, uvit_steps=steps)
     start = time.time()
-    status = build(scratch, config, budget_s=minutes * 60, progress=False, dest=scratch / "export", device=device)
+    status = build(scratch, config, budget_s=ends - start, progress=False, dest=scratch / "export", device=device)
     seconds = time.time() - start
     stage = scratch / uvit_stage_name(config)
     weights_only(stage, out / "uvit")
     record = {**environment(), "status": status, "uvit_steps": config.uvit_steps, "probe_s_per_step": probed}
     record |= {"uvit_batch": config.uvit_batch, "uvit_downsample": config.uvit_downsample}
-    record |= {"uvit_lr": config.uvit_lr, "uvit_precision": config.uvit_precision}
+    record |= {"uvit_lr": config.uvit_lr, "uvit_precision": config.uvit_precision, "uvit_compile": config.uvit_compile}
     record |= {"step": read_meta(stage)["step"], "train_s": round(seconds, 1)}
     (out / "run.json").write_text(json.dumps(record, indent=1))
     print(json.dumps(record))
@@ -156,15 +182,22 @@ def train(work: Path, config: BuildConfig, minutes: float, out: Path, scratch: P
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", default=DEFAULT_WORK, help="the build folder with the finished stages")
-    parser.add_argument("--minutes", type=float, default=5.0, help="the training's time budget")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=5.0,
+        help="this run's wall time after its imports: loading, timing and writing included",
+    )
     parser.add_argument("--steps", type=int, default=0, help="U-ViT steps (0: as many as fit the minutes)")
     parser.add_argument("--batch", type=int, default=BuildConfig.uvit_batch, help="the U-ViT's batch")
     parser.add_argument("--lr", type=float, default=BuildConfig.uvit_lr, help="the U-ViT's peak learning rate")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="BuildConfig.uvit_precision")
+    parser.add_argument("--compile", action="store_true", help="BuildConfig.uvit_compile")
     parser.add_argument("--flat", action="store_true", help="the flat U-ViT (BuildConfig.uvit_downsample False)")
     parser.add_argument("--name", default="run", help="this run's output folder under $OUT, and its scratch's name")
     parser.add_argument("--tokens-only", action="store_true", help="only encode the pool into --work/data")
     parser.add_argument("--profile", type=float, default=0, help="only profile this many seconds of training")
+    parser.add_argument("--speed", type=float, default=0, help="only time this many seconds of training")
     args = parser.parse_args()
     steps = args.steps or BuildConfig.uvit_steps  # a placeholder when probed
     config = BuildConfig(
@@ -173,18 +206,30 @@ def main() -> None:
         uvit_lr=args.lr,
         uvit_downsample=not args.flat,
         uvit_precision=args.precision,
+        uvit_compile=args.compile,
     )
     if args.tokens_only:
         encoded_pool(Path(args.work), config)
         return
     out = Path(os.environ.get("OUT", "gpu-out")) / args.name
+    if args.speed:
+        inputs = encoded_pool(Path(args.work), config)
+        per_step = seconds_per_step(Path(args.work), config, inputs, args.speed, default_device())[1]
+        record = {**environment(), "s_per_step": round(per_step, 5), "uvit_batch": config.uvit_batch}
+        record |= {"uvit_precision": config.uvit_precision, "uvit_downsample": config.uvit_downsample}
+        record |= {"uvit_compile": config.uvit_compile}
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "speed.json").write_text(json.dumps(record))
+        print(json.dumps(record))
+        return
     if args.profile:
         table = profile(Path(args.work), config, encoded_pool(Path(args.work), config), args.profile, default_device())
         out.mkdir(parents=True, exist_ok=True)
         (out / "profile.txt").write_text(table)
         print(table)
         return
-    train(Path(args.work), config, args.minutes, out, Path(f"/tmp/gpu-uvit-{args.name}"), not args.steps)
+    ends = STARTED + args.minutes * 60
+    train(Path(args.work), config, ends, out, Path(f"/tmp/gpu-uvit-{args.name}"), not args.steps)
 
 
 if __name__ == "__main__":

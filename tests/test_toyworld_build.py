@@ -22,14 +22,14 @@ TINY = BuildConfig(
 UVIT_TINY = dataclasses.replace(TINY, pool=16, clip_steps=2, clip_batch=4, uvit_steps=3, uvit_batch=4)
 
 
-def finished_uvit(work, device="cpu", deadline=math.inf):
+def finished_uvit(work, device="cpu", deadline=math.inf, config=UVIT_TINY):
     """(calls, the tiny build's U-ViT run to its end on device): with deadline 0, a call per step."""
     from styledrop.toyworld.build import token_vq, train_clip, train_uvit
 
-    vq = train_vq(work, UVIT_TINY, math.inf, progress=False)
-    clip = train_clip(work, UVIT_TINY, math.inf, progress=False)
+    vq = train_vq(work, config, math.inf, progress=False)
+    clip = train_clip(work, config, math.inf, progress=False)
     runs = 1
-    while (uvit := train_uvit(work, UVIT_TINY, token_vq(vq, UVIT_TINY), clip, deadline, False, device)) is None:
+    while (uvit := train_uvit(work, config, token_vq(vq, config), clip, deadline, False, device)) is None:
         runs += 1
     return runs, uvit
 
@@ -140,6 +140,17 @@ def test_a_bf16_uvit_step_autocasts_the_same_objective(tiny_base):
         data = uvit_data(tiny_base, scenes, tokens, config)
         losses[precision] = float(uvit_step(tiny_base, data, optimizer, config, torch.Generator().manual_seed(1)))
     assert 0 < abs(losses["bf16"] - losses["fp32"]) < 0.01 * losses["fp32"]
+
+
+def test_a_compiled_uvit_stage_trains_as_the_eager_one_and_returns_uncompiled(tmp_path):
+    from torch._dynamo.utils import counters
+
+    eager = finished_uvit(tmp_path / "eager")[1]
+    counters.clear()
+    compiled = finished_uvit(tmp_path / "compiled", config=dataclasses.replace(UVIT_TINY, uvit_compile=True))[1]
+    assert counters["stats"]["unique_graphs"] > 0
+    assert type(compiled) is type(eager)
+    assert agreeing(eager.state_dict(), compiled.state_dict()) > 0.95
 
 
 def test_an_unfinished_uvit_exports_with_the_shape_its_checkpoint_records(tmp_path):

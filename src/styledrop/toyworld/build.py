@@ -94,9 +94,14 @@ class BuildConfig:
     # the plausibility constraint it leads, 58% against 43% (62.5% after 3700 steps at batch 256 on an H200),
     # still far from the bar; shipping it would mean re-running every benchmark measured on the shipped base.
     uvit_downsample: bool = True
-    # "bf16": the U-ViT's forward autocast to bfloat16, for a GPU's tensor cores (a flat U-ViT's step at batch
-    # 256 is 0.55 TFLOP, and full fp32 ran it at 7 TFLOP/s on an H200). "fp32" on a CPU, which emulates bf16.
+    # "bf16": the U-ViT's forward autocast to bfloat16, for a GPU: on an H200 the flat U-ViT's step at batch 256
+    # took 0.033 s against 0.048 s in fp32 (benchmarks/gpu_uvit.py). "fp32" on a CPU, which emulates bf16.
     uvit_precision: str = "fp32"
+    # torch.compile the U-ViT's training forward: on 2 CPU cores a step at batch 64 went from 0.51 to 0.36 s (flat
+    # U-ViT: 1.74 to 1.44 s; benchmarks/gpu_uvit.py --speed), with the same losses, after a minute of compiling.
+    # Off by default: every start of the stage (each resume) pays that minute, compiling needs a C++ compiler, and
+    # on a GPU it is not yet measured.
+    uvit_compile: bool = False
     plain_prompt_rate: float = 0.25  # prompts without the style descriptor, so "a red star" means something
     cond_dropout: float = 0.1
     save_every_s: float = 300.0
@@ -589,7 +594,8 @@ def train_uvit(
     tok = tokenizer(work)
     text_encoder = text_encoder_from_clip(clip).to(device)  # made before the U-ViT: its init draws from the seed too
     uvit = UViT(uvit_config(config, clip.config.projection_dim)).to(device)
-    base = AmusedBase(uvit, copy.deepcopy(tokens_vq).eval().to(device), text_encoder, tok, source="toyworld-build")
+    trained = torch.compile(uvit) if config.uvit_compile else uvit  # the same parameters; returned uncompiled
+    base = AmusedBase(trained, copy.deepcopy(tokens_vq).eval().to(device), text_encoder, tok, source="toyworld-build")
     uvit.requires_grad_(True).train()
     optimizer = torch.optim.AdamW(uvit.parameters(), lr=config.uvit_lr, weight_decay=0.01)
     data = {}
