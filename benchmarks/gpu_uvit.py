@@ -3,16 +3,19 @@ project's 2 CPU cores take 0.6-2.8 s each (benchmarks/toyworld_uvit_ab.py). It s
 finished VQ, CLIP and oracle stages (toyworld-build/), renders the pool there on every core and encodes it on the
 GPU.
 
-Here, once (the GPU image has every other package this needs):
-    .venv/bin/pip download --no-deps -d .whl diffusers==0.42.1
+Here, once (the GPU image has every other package this needs; the working tree and the wheels travel within 64
+MiB, and the tracked files alone were 57.5 MiB on 2026-12-04, so the wheel leaves out the pipelines, which this
+run never imports: benchmarks/slim_wheel.py):
+    .venv/bin/pip download --no-deps -d .whl/slim diffusers==0.42.1
+    .venv/bin/python benchmarks/slim_wheel.py .whl/slim/diffusers-*.whl --drop diffusers/pipelines diffusers/modular_pipelines
 
-There, as one `run` call carrying .whl (timeout_s 600; the machine's start and the transfers take about 40 s more
+There, as one `run` call carrying .whl/slim (timeout_s 600; the machine's start and the transfers take about 40 s more
 of the session's 15 minutes). `--minutes` is a run's whole wall time after its imports (loading the pool, timing
 itself, training, writing its weights to $OUT), so the minutes of the runs and whatever runs before them must stay
 under the call's limit. The pool is rendered and encoded once into the build folder (45 s); a 15-second timing
 with --compile (plus its compiling, three starts of it, not yet timed on a GPU: about a minute per start on the
 CPU) decides whether the run compiles, so a compiler failure cannot cost the session its run:
-    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:src
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/slim/*.whl && export PYTHONPATH=/tmp/site:src
     python3 -m pytest -q tests/test_toyworld_build.py -k gpu  # 40 s; when the stage changed since it last passed
     python3 benchmarks/gpu_uvit.py --tokens-only
     F="--flat --batch 256 --precision bf16"
