@@ -13,7 +13,7 @@ There, as one `run` call carrying .whl/slim (timeout_s 600; the machine's start 
 of the session's 15 minutes). `--minutes` is a run's whole wall time after its imports (loading the pool, timing
 itself, training, writing its weights to $OUT), so the minutes of the runs and whatever runs before them must stay
 under the call's limit. The pool is rendered and encoded once into the build folder (45 s); a 15-second timing
-with --compile (plus its compiling, three starts of it, not yet timed on a GPU: about a minute per start on the
+with --compile (plus its compiling, two starts of it, not yet timed on a GPU: about a minute per start on the
 CPU) decides whether the run compiles, so a compiler failure cannot cost the session its run:
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/slim/*.whl && export PYTHONPATH=/tmp/site:src
     python3 -m pytest -q tests/test_toyworld_build.py -k gpu  # 40 s; when the stage changed since it last passed
@@ -43,8 +43,11 @@ Measured (rows in benchmarks/results/gpu_uvit.jsonl, the calls' logs in gpu_uvit
   GPU. The call lost both its training runs (bf16, batch 256 and 1024): their minutes, counted from after their
   loading and timing, left no room for the test, the pool and two profiles before them, and the call's limit
   came as they wrote their weights. --minutes has counted a run's whole time since.
-- 2026-12-04, this project's 2 CPU cores, batch 64, fp32: --compile took a step from 0.51 to 0.36 s (flat U-ViT:
-  1.74 to 1.44 s), after about a minute of compiling per start.
+- 2026-12-04, this project's 2 CPU cores, batch 64, fp32, `--speed 40 [--compile] [--flat]`: --compile took a step
+  from 0.49 to 0.44 s (flat U-ViT: 1.76 to 1.71 s). Rows "timed": "steps": a timing now reads the clock at each
+  step inside one call; it used to subtract a one-step call from a longer one, which with --compile counted
+  compiling that differed between the calls and gave 0.36 s and 1.44 s (those rows were replaced). The
+  second session's GPU timings, without compiling, were made that older way.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import environment  # noqa: E402
 
+import styledrop.toyworld.build as build_module  # noqa: E402
 from styledrop.checkpoint import read_meta, save_weights  # noqa: E402
 from styledrop.pipeline import default_device  # noqa: E402
 from styledrop.toyworld.build import (  # noqa: E402
@@ -108,19 +112,42 @@ def probe_calls(work: Path, config: BuildConfig, inputs: tuple, budgets, device:
     return calls, steps
 
 
+@contextlib.contextmanager
+def step_ends():
+    """The time.time() at the end of each U-ViT step taken inside (on a GPU, when the step was queued: the host
+    runs at most SHOW_EVERY steps ahead, where the progress bar reads the loss back)."""
+    times, original = [], build_module.uvit_step
+
+    def timed(*args):
+        loss = original(*args)
+        times.append(time.time())
+        return loss
+
+    build_module.uvit_step = timed
+    try:
+        yield times
+    finally:
+        build_module.uvit_step = original
+
+
 def seconds_per_step(work: Path, config: BuildConfig, inputs: tuple, seconds: float, device: str):
-    """(seconds of a call that loads the pool and takes one step, seconds per step): two such calls (the first
-    also compiles, with --compile), then one that loads the pool again and trains for `seconds`, so the loading
-    cancels out."""
-    calls, taken = probe_calls(work, config, inputs, (0.0, 0.0, seconds), device)
-    return calls[1], (calls[2] - calls[1]) / (taken - 3)
+    """(seconds of a call that loads the pool, compiles with --compile and takes one step: more than a later call
+    spends before its steps; seconds per step, over the last four fifths of `seconds` of training, timed inside the
+    next call, which resumes the first)."""
+    with step_ends() as ends:
+        calls, _ = probe_calls(work, config, inputs, (0.0, seconds), device)
+    trained = ends[1:]
+    skip = len(trained) // 5
+    if len(trained) - skip < 2:
+        raise SystemExit(f"--speed {seconds}: too short to time a step; give it more seconds")
+    return calls[0], (trained[-1] - trained[skip]) / (len(trained) - 1 - skip)
 
 
-def steps_within(work: Path, config: BuildConfig, inputs: tuple, seconds: float, device: str) -> tuple[int, float]:
-    """(steps that fit in `seconds`, seconds per step), timed over 20 s. The run loads the pool too, inside its
-    budget."""
+def steps_within(work: Path, config: BuildConfig, inputs: tuple, ends: float, device: str) -> tuple[int, float]:
+    """(steps that fit between the end of this timing, over 20 s, and `ends`, a time.time(); seconds per step).
+    The run loads the pool too, inside that time."""
     loading, per_step = seconds_per_step(work, config, inputs, 20.0, device)
-    steps = int(0.9 * (seconds - loading) / per_step)
+    steps = int(0.9 * (ends - time.time() - loading) / per_step)
     return max(1, steps // 100 * 100 if steps >= 100 else steps), per_step
 
 
@@ -167,7 +194,7 @@ def train(work: Path, config: BuildConfig, ends: float, out: Path, scratch: Path
     inputs = encoded_pool(scratch, config)  # once, for the probe and the run
     probed = None
     if probe:
-        steps, probed = steps_within(scratch, config, inputs, ends - time.time(), device)
+        steps, probed = steps_within(scratch, config, inputs, ends, device)
         config = dataclasses.replace(config, uvit_steps=steps)
     start = time.time()
     status = build(scratch, config, budget_s=ends - start, progress=False, dest=scratch / "export", device=device)
@@ -218,7 +245,7 @@ def main() -> None:
     if args.speed:
         inputs = encoded_pool(Path(args.work), config)
         per_step = seconds_per_step(Path(args.work), config, inputs, args.speed, default_device())[1]
-        record = {**environment(), "s_per_step": round(per_step, 5), "uvit_batch": config.uvit_batch}
+        record = {**environment(), "s_per_step": round(per_step, 5), "timed": "steps", "uvit_batch": config.uvit_batch}
         record |= {"uvit_precision": config.uvit_precision, "uvit_downsample": config.uvit_downsample}
         record |= {"uvit_compile": config.uvit_compile}
         out.mkdir(parents=True, exist_ok=True)

@@ -97,10 +97,10 @@ class BuildConfig:
     # "bf16": the U-ViT's forward autocast to bfloat16, for a GPU: on an H200 the flat U-ViT's step at batch 256
     # took 0.033 s against 0.048 s in fp32 (benchmarks/gpu_uvit.py). "fp32" on a CPU, which emulates bf16.
     uvit_precision: str = "fp32"
-    # torch.compile the U-ViT's training forward: on 2 CPU cores a step at batch 64 went from 0.51 to 0.36 s (flat
-    # U-ViT: 1.74 to 1.44 s; benchmarks/gpu_uvit.py --speed), with the same losses, after a minute of compiling.
-    # Off by default: every start of the stage (each resume) pays that minute, compiling needs a C++ compiler, and
-    # on a GPU it is not yet measured.
+    # torch.compile the U-ViT's training forward, for a GPU, where a bf16 step spends 80% of its time in the
+    # elementwise kernels that compiling fuses (benchmarks/gpu_uvit.py; not yet timed there). Off: on 2 CPU cores it
+    # took a step at batch 64 only from 0.49 to 0.44 s (flat U-ViT: 1.76 to 1.71 s), for the same losses, and
+    # every start of the stage (each resume) compiles again, with a C++ compiler.
     uvit_compile: bool = False
     plain_prompt_rate: float = 0.25  # prompts without the style descriptor, so "a red star" means something
     cond_dropout: float = 0.1
