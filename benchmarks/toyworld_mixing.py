@@ -59,6 +59,7 @@ from styledrop.train import TrainConfig, train_adapter  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 GRIDS = RESULTS / "toyworld_mixing"
+DEFAULT_PER_CONTENT = 6  # images per content in blends and stylize
 BLEND_PAIRS = (("candy", "polka"), ("blueprint", "etching"), ("dusk", "sandstorm"))
 
 
@@ -85,6 +86,11 @@ def tag(sample: SampleConfig) -> str:
     return (
         f"lB{sample.guidance:g}{token_temperature_tag(sample.token_temperature)}{plausibility_tag(sample.plausibility)}"
     )
+
+
+def count_tag(per_content: int) -> str:
+    """Grid-name suffix for a --per-content other than the default, whose first image per content differs."""
+    return "" if per_content == DEFAULT_PER_CONTENT else f"_n{per_content}"
 
 
 def cached(folder: Path, config: TrainConfig, shape: AdapterConfig) -> bool:
@@ -207,7 +213,10 @@ def run_blend(base, ruler, pairs, work, config, sample, per_content, weights) ->
         monotone = rising([x.mean().item() for x in toward_a]) and rising([x.mean().item() for x in away_from_b])
         drops = {a: reversals(toward_a), b: reversals(away_from_b)}
         cells = [to_pil(col[i]) for i in range(0, len(asked), per_content) for col in columns]
-        save_png(labelled_grid(cells, [f"{a} {w:g}" for w in weights]), GRIDS / f"blend_{a}_{b}_{tag(sample)}.png")
+        save_png(
+            labelled_grid(cells, [f"{a} {w:g}" for w in weights]),
+            GRIDS / f"blend_{a}_{b}_{tag(sample)}{count_tag(per_content)}.png",
+        )
         append_result(
             RESULTS / "toyworld_blend.jsonl",
             {
@@ -263,7 +272,8 @@ def run_stylize(base, ruler, styles, work, config, sample, per_content, strength
         cells = [to_pil(col[i]) for i in range(0, len(asked), per_content) for col in [inputs, *columns]]
         save_png(
             labelled_grid(cells, ["input", *[f"s={s:g}" for s in strengths]]),
-            GRIDS / f"stylize_{name}_{tag(sample)}{'' if method == DEFAULT_STYLIZE_METHOD else '_' + method}.png",
+            GRIDS / f"stylize_{name}_{tag(sample)}{'' if method == DEFAULT_STYLIZE_METHOD else '_' + method}"
+            f"{count_tag(per_content)}.png",
         )
         record = {"style": name, "method": method, "guidance": sample.guidance}
         record |= {
@@ -283,7 +293,9 @@ def main() -> None:
     parser.add_argument("--parts", nargs="*", default=["subject", "blend", "stylize"])
     parser.add_argument("--styles", nargs="*", default=list(EVAL_STYLES))
     parser.add_argument("--n", type=int, default=16, help="subject images per arm")
-    parser.add_argument("--per-content", type=int, default=6, help="blend/stylize images per content (7 contents)")
+    parser.add_argument(
+        "--per-content", type=int, default=DEFAULT_PER_CONTENT, help="blend/stylize images per content (7 contents)"
+    )
     parser.add_argument("--stylize-methods", nargs="*", default=list(STYLIZE_METHODS))
     parser.add_argument("--subject-weights", type=float, nargs="*", default=[0.3, 0.4, 0.5, 0.6, 0.7])
     parser.add_argument("--blend-weights", type=float, nargs="*", default=[0.0, 0.25, 0.5, 0.75, 1.0])
