@@ -143,6 +143,8 @@ def test_a_bf16_uvit_step_autocasts_the_same_objective(tiny_base):
 
 
 def test_a_compiled_uvit_stage_trains_as_the_eager_one_and_returns_uncompiled(tmp_path):
+    """uvit_compile: the same draws and, up to float rounding, the same weights; the U-ViT handed back to the
+    build (to export and sample) is the plain module."""
     from torch._dynamo.utils import counters
 
     eager = finished_uvit(tmp_path / "eager")[1]

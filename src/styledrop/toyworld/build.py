@@ -188,9 +188,7 @@ def cosine_lr(step: int, total: int, peak: float, warmup: int = 200) -> float:
 
 DEFAULT_WORK = "toyworld-build"  # the build folder, relative to where the build runs (the repo root)
 LOAD_ONLY = -1.0  # a deadline that runs no step: a finished stage loads, an unfinished one stays as it is
-
-
-SHOW_EVERY = 20  # steps between updates of the progress bar's statistics
+SHOW_EVERY = 20  # steps between the progress bar's readings of a step's statistics
 
 
 def run_stage(
@@ -233,7 +231,7 @@ def run_stage(
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, total, meta["lr"])
         stats = step_fn(step)
-        if step % SHOW_EVERY == 0:  # a statistic left on a GPU is read there: the CPU waits for the GPU
+        if step % SHOW_EVERY == 0:  # reading a statistic left on a GPU makes the CPU wait for the GPU
             bar.set_postfix({k: f"{v:.4f}" for k, v in stats.items()}, refresh=False)
         if step + 1 < total and (time.time() > deadline or time.time() - last_save > save_every_s):
             save_state(folder, checkpointed, optimizer, generator, {**meta, "step": step + 1})
