@@ -43,6 +43,7 @@ def finished_uvit(work, device="cpu", deadline=math.inf, config=UVIT_TINY):
         ({"uvit_block_channels": 0}, "--uvit-channels: must be a positive multiple of 4"),
         ({"uvit_downsample": False, "uvit_full_resolution_blocks": 1}, "--uvit-flat: a flat U-ViT has no"),
         ({"uvit_precision": "fp16"}, "--uvit-precision: must be fp32 or bf16, got 'fp16'"),
+        ({"uvit_position_init": "sine"}, "--uvit-position-init: must be random or fourier, got 'sine'"),
     ],
 )
 def test_a_build_config_names_the_option_it_cannot_build(changes, message):
@@ -140,6 +141,23 @@ def test_a_bf16_uvit_step_autocasts_the_same_objective(tiny_base):
         data = uvit_data(tiny_base, scenes, tokens, config)
         losses[precision] = float(uvit_step(tiny_base, data, optimizer, config, torch.Generator().manual_seed(1)))
     assert 0 < abs(losses["bf16"] - losses["fp32"]) < 0.01 * losses["fp32"]
+
+
+def test_a_fourier_position_init_changes_the_position_embedding_and_nothing_else():
+    """uvit_position_init fourier: plane waves with the world's periods in the position embedding, and every other
+    weight as the random init draws it, so the two compare as an A/B."""
+    from styledrop.toyworld.build import new_uvit, plane_waves
+
+    made = {}
+    for init in ("random", "fourier"):
+        torch.manual_seed(0)
+        made[init] = new_uvit(dataclasses.replace(UVIT_TINY, uvit_position_init=init), 32).state_dict()
+    assert made["random"].keys() == made["fourier"].keys()
+    assert all(torch.equal(made["random"][k], made["fourier"][k]) for k in made["random"] if k != "position_embedding")
+    waves = made["fourier"]["position_embedding"]
+    assert torch.equal(waves, plane_waves(*waves.shape[1:3]))
+    row = waves[0, 0, 0]  # the first wave runs along x with a period of 2 tokens: +a, -a, +a, ...
+    assert torch.allclose(row, 0.5 * torch.tensor([1.0, -1.0]).repeat(8), atol=1e-5)
 
 
 def test_a_compiled_uvit_stage_trains_as_the_eager_one_and_returns_uncompiled(tmp_path):

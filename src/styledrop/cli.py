@@ -297,6 +297,12 @@ def add_build_toy_base(sub) -> None:
     p.add_argument(
         "--uvit-precision", choices=("fp32", "bf16"), default=B.uvit_precision, help="bf16: autocast, for a GPU"
     )
+    p.add_argument(
+        "--uvit-position-init",
+        choices=("random", "fourier"),
+        default=B.uvit_position_init,
+        help="fourier: the U-ViT's position embedding starts as plane waves",
+    )
     p.add_argument("--uvit-compile", action="store_true", help="torch.compile the U-ViT's training (a minute first)")
     p.add_argument("--device", default=None, help="the U-ViT stage's device (default: cuda if available, else cpu)")
     p.set_defaults(run=run_build_toy_base)
@@ -315,6 +321,7 @@ def run_build_toy_base(args) -> None:
         uvit_downsample=not args.uvit_flat,
         uvit_precision=args.uvit_precision,
         uvit_compile=args.uvit_compile,
+        uvit_position_init=args.uvit_position_init,
     )
     status = build(args.work, config, budget_s=args.budget_minutes * 60, dest=args.out, device=args.device)
     for stage, done in status.items():

@@ -102,6 +102,12 @@ class BuildConfig:
     # took a step at batch 64 only from 0.49 to 0.44 s (flat U-ViT: 1.76 to 1.71 s), for the same losses, and
     # every start of the stage (each resume) compiles again, with a C++ compiler.
     uvit_compile: bool = False
+    # "fourier": the U-ViT's learned position embedding starts as plane waves over the token grid (8 orientations,
+    # periods of 2-4 tokens, the periods of the world's stripes, dots and hatching), so that a periodic fill is a
+    # sum of features the U-ViT already has; "random": the usual small noise. Measured from scratch, 2000 steps
+    # each (README, 2026-12-04): fourier drew the asked shape in 91% of samples against 66%, but striped, dotted,
+    # checkered and hatched fills in 0-6% either way. "random" stays the default: the shipped base was built so.
+    uvit_position_init: str = "random"
     plain_prompt_rate: float = 0.25  # prompts without the style descriptor, so "a red star" means something
     cond_dropout: float = 0.1
     save_every_s: float = 300.0
@@ -131,6 +137,8 @@ class BuildConfig:
         for option, width in (("--uvit-hidden", self.uvit_hidden_size), ("--uvit-channels", self.uvit_block_channels)):
             if width < 4 or width % 4:
                 raise StyleDropError(f"{option}: must be a positive multiple of 4 (4 attention heads), got {width!r}")
+        if self.uvit_position_init not in ("random", "fourier"):
+            raise StyleDropError(f"--uvit-position-init: must be random or fourier, got {self.uvit_position_init!r}")
         if self.uvit_precision not in ("fp32", "bf16"):
             raise StyleDropError(f"--uvit-precision: must be fp32 or bf16, got {self.uvit_precision!r}")
         if self.uvit_full_resolution_blocks and not self.uvit_downsample:
@@ -508,6 +516,30 @@ def uvit_config(config: BuildConfig, text_dim: int) -> UViTConfig:
     )
 
 
+def plane_waves(channels: int, size: int, amplitude: float = 0.5) -> torch.Tensor:
+    """(1, channels, size, size): cos and sin pairs of plane waves at 8 orientations and channels // 16 periods
+    from 2 to 4 tokens; the channels past the last full pair stay 0."""
+    pairs = channels // 2
+    angles = torch.arange(8) * math.pi / 8
+    periods = torch.linspace(2.0, 4.0, max(1, pairs // 8))
+    y, x = torch.meshgrid(
+        torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij"
+    )
+    waves = torch.zeros(1, channels, size, size)
+    for k, (period, angle) in enumerate((p, a) for p in periods for a in angles):
+        phase = 2 * math.pi * (x * torch.cos(angle) + y * torch.sin(angle)) / period
+        waves[0, 2 * k], waves[0, 2 * k + 1] = torch.cos(phase), torch.sin(phase)
+    return amplitude * waves
+
+
+def new_uvit(config: BuildConfig, text_dim: int) -> UViT:
+    uvit = UViT(uvit_config(config, text_dim))
+    if config.uvit_position_init == "fourier":
+        with torch.no_grad():  # after UViT's own init, so every other weight is the same as with "random"
+            uvit.position_embedding.copy_(plane_waves(*uvit.position_embedding.shape[1:3]))
+    return uvit
+
+
 def uvit_step(base, data: dict, optimizer, config: BuildConfig, generator: torch.Generator) -> torch.Tensor:
     """One masked-token step of the base's U-ViT on a batch of the pool; returns the loss, left on the device
     (reading it would make the CPU wait for a GPU every step). data: `uvit_data`."""
@@ -591,7 +623,7 @@ def train_uvit(
     torch.manual_seed(config.seed + 2)
     tok = tokenizer(work)
     text_encoder = text_encoder_from_clip(clip).to(device)  # made before the U-ViT: its init draws from the seed too
-    uvit = UViT(uvit_config(config, clip.config.projection_dim)).to(device)
+    uvit = new_uvit(config, clip.config.projection_dim).to(device)
     trained = torch.compile(uvit) if config.uvit_compile else uvit  # the same parameters; returned uncompiled
     base = AmusedBase(trained, copy.deepcopy(tokens_vq).eval().to(device), text_encoder, tok, source="toyworld-build")
     uvit.requires_grad_(True).train()
