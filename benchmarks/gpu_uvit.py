@@ -36,9 +36,9 @@ Measured (rows in benchmarks/results/gpu_uvit.jsonl, the calls' logs in gpu_uvit
 - 2026-12-04, first session (H200, torch 2.11), --minutes 5.5 counted from after loading and timing: two runs
   sharing the GPU at 0.053 and 0.077 s per step (batch 64 and 256, fp32) ran 5500 and 3700 steps; the README's
   shapes-world status has what they measured.
-- 2026-12-04, second session: the flat U-ViT at batch 256, alone on the H200, once the stage no longer waited for
-  the GPU at every step: 0.048 s per step in fp32, 0.033 s in bf16. A step is 0.55 TFLOP of matmuls, so bf16 runs
-  at 17 TFLOP/s: its profile gives 80% of the GPU's time to elementwise kernels and reductions (multiplies, dtype
+- 2026-12-04, second session: the flat U-ViT at batch 256, alone on the H200, once the stage waited for the GPU
+  once per step instead of seven times: 0.048 s per step in fp32, 0.033 s in bf16. A step is 0.55 TFLOP of
+  matmuls, so bf16 runs at 17 TFLOP/s: its profile gives 80% of the GPU's time to elementwise kernels and reductions (multiplies, dtype
   casts, norms, AdamW), 20% to matmuls and attention; fusing those is what --compile is for, not yet timed on a
   GPU. The call lost both its training runs (bf16, batch 256 and 1024): their minutes, counted from after their
   loading and timing, left no room for the test, the pool and two profiles before them, and the call's limit
