@@ -72,6 +72,7 @@ from styledrop.checkpoint import read_meta, save_weights  # noqa: E402
 from styledrop.pipeline import default_device  # noqa: E402
 from styledrop.toyworld.build import (  # noqa: E402
     DEFAULT_WORK,
+    PRECISIONS,
     BuildConfig,
     build,
     checkpoint_uvit,
@@ -180,6 +181,16 @@ def encoded_pool(work: Path, config: BuildConfig) -> tuple:
     return inputs
 
 
+def settings(config: BuildConfig) -> dict:
+    """What a timing or a run records of the U-ViT's training settings."""
+    return {
+        "uvit_batch": config.uvit_batch,
+        "uvit_downsample": config.uvit_downsample,
+        "uvit_precision": config.uvit_precision,
+        "uvit_compile": config.uvit_compile,
+    }
+
+
 WRAP_UP_S = 30.0  # the build's export and the copy of the weights to $OUT, at the end of a run's minutes
 
 
@@ -202,8 +213,7 @@ def train(work: Path, config: BuildConfig, ends: float, out: Path, scratch: Path
     stage = scratch / uvit_stage_name(config)
     weights_only(stage, out / "uvit")
     record = {**environment(), "status": status, "uvit_steps": config.uvit_steps, "probe_s_per_step": probed}
-    record |= {"uvit_batch": config.uvit_batch, "uvit_downsample": config.uvit_downsample}
-    record |= {"uvit_lr": config.uvit_lr, "uvit_precision": config.uvit_precision, "uvit_compile": config.uvit_compile}
+    record |= {**settings(config), "uvit_lr": config.uvit_lr}
     record |= {"step": read_meta(stage)["step"], "train_s": round(seconds, 1)}
     (out / "run.json").write_text(json.dumps(record, indent=1))
     print(json.dumps(record))
@@ -221,7 +231,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=0, help="U-ViT steps (0: as many as fit the minutes)")
     parser.add_argument("--batch", type=int, default=BuildConfig.uvit_batch, help="the U-ViT's batch")
     parser.add_argument("--lr", type=float, default=BuildConfig.uvit_lr, help="the U-ViT's peak learning rate")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="BuildConfig.uvit_precision")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="BuildConfig.uvit_precision")
     parser.add_argument("--compile", action="store_true", help="BuildConfig.uvit_compile")
     parser.add_argument("--flat", action="store_true", help="the flat U-ViT (BuildConfig.uvit_downsample False)")
     parser.add_argument("--name", default="run", help="this run's output folder under $OUT, and its scratch's name")
@@ -245,9 +255,7 @@ def main() -> None:
     if args.speed:
         inputs = encoded_pool(Path(args.work), config)
         per_step = seconds_per_step(Path(args.work), config, inputs, args.speed, default_device())[1]
-        record = {**environment(), "s_per_step": round(per_step, 5), "timed": "steps", "uvit_batch": config.uvit_batch}
-        record |= {"uvit_precision": config.uvit_precision, "uvit_downsample": config.uvit_downsample}
-        record |= {"uvit_compile": config.uvit_compile}
+        record = {**environment(), "s_per_step": round(per_step, 5), "timed": "steps", **settings(config)}
         out.mkdir(parents=True, exist_ok=True)
         (out / "speed.json").write_text(json.dumps(record))
         print(json.dumps(record))

@@ -276,7 +276,7 @@ def run_demo(args) -> None:
 
 
 def add_build_toy_base(sub) -> None:
-    from .toyworld.build import ASSETS, DEFAULT_WORK
+    from .toyworld.build import ASSETS, DEFAULT_WORK, POSITION_INITS, PRECISIONS
     from .toyworld.build import BuildConfig as B
 
     p = sub.add_parser("build-toy-base", help="(re)build the shapes-world base model, resuming where it stopped")
@@ -294,12 +294,10 @@ def add_build_toy_base(sub) -> None:
     p.add_argument(
         "--uvit-flat", action="store_true", help="no 2x2 resampling: the transformer sees every token (slower)"
     )
-    p.add_argument(
-        "--uvit-precision", choices=("fp32", "bf16"), default=B.uvit_precision, help="bf16: autocast, for a GPU"
-    )
+    p.add_argument("--uvit-precision", choices=PRECISIONS, default=B.uvit_precision, help="bf16: autocast, for a GPU")
     p.add_argument(
         "--uvit-position-init",
-        choices=("random", "fourier"),
+        choices=POSITION_INITS,
         default=B.uvit_position_init,
         help="fourier: the U-ViT's position embedding starts as plane waves",
     )

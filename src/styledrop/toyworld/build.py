@@ -40,6 +40,9 @@ from .oracle import OracleConfig, load_oracle, save_oracle, train_oracle
 from .render import COLOUR_NAMES, FAMILIES, SHAPES
 from .world import random_textures, render_all, sample_scenes
 
+PRECISIONS = ("fp32", "bf16")  # BuildConfig.uvit_precision
+POSITION_INITS = ("random", "fourier")  # BuildConfig.uvit_position_init
+
 
 @dataclass(frozen=True)
 class BuildConfig:
@@ -137,10 +140,12 @@ class BuildConfig:
         for option, width in (("--uvit-hidden", self.uvit_hidden_size), ("--uvit-channels", self.uvit_block_channels)):
             if width < 4 or width % 4:
                 raise StyleDropError(f"{option}: must be a positive multiple of 4 (4 attention heads), got {width!r}")
-        if self.uvit_position_init not in ("random", "fourier"):
-            raise StyleDropError(f"--uvit-position-init: must be random or fourier, got {self.uvit_position_init!r}")
-        if self.uvit_precision not in ("fp32", "bf16"):
-            raise StyleDropError(f"--uvit-precision: must be fp32 or bf16, got {self.uvit_precision!r}")
+        for option, value, choices in (
+            ("--uvit-position-init", self.uvit_position_init, POSITION_INITS),
+            ("--uvit-precision", self.uvit_precision, PRECISIONS),
+        ):
+            if value not in choices:
+                raise StyleDropError(f"{option}: must be {' or '.join(choices)}, got {value!r}")
         if self.uvit_full_resolution_blocks and not self.uvit_downsample:
             raise StyleDropError("--uvit-flat: a flat U-ViT has no full-resolution blocks to add (all its blocks are)")
 
