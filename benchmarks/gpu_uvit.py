@@ -23,8 +23,8 @@ CPU) decides whether the run compiles, so a compiler failure cannot cost the ses
     python3 benchmarks/gpu_uvit.py $F $C --name flat256 --minutes 5
 
 `--speed SECONDS --name NAME` writes $OUT/NAME/speed.json instead of training (seconds per step over that many
-seconds of training); `--profile SECONDS` writes $OUT/NAME/profile.txt, the stage's operations by their own GPU
-time. Two runs under different --names can share the GPU (`&`, then `wait`).
+seconds of training, and with --flops one step's FLOPs); `--profile SECONDS` writes $OUT/NAME/profile.txt, the
+stage's operations by their own GPU time. Two runs under different --names can share the GPU (`&`, then `wait`).
 
 Each run writes $OUT/NAME/uvit/ (the stage's weights, and state.json, whose "step" says how far it got) and
 $OUT/NAME/run.json (steps, seconds per step, the GPU). Back here, keep the run's record (one line per run, "name"
@@ -38,8 +38,8 @@ Measured (rows in benchmarks/results/gpu_uvit.jsonl, the calls' logs in gpu_uvit
   shapes-world status has what they measured.
 - 2026-12-04, second session: the flat U-ViT at batch 256, alone on the H200, once the stage waited for the GPU
   once per step instead of seven times: 0.048 s per step in fp32, 0.033 s in bf16. A step is 0.55 TFLOP of
-  matmuls, so bf16 runs at 17 TFLOP/s: its profile gives 80% of the GPU's time to elementwise kernels and reductions (multiplies, dtype
-  casts, norms, AdamW), 20% to matmuls and attention; fusing those is what --compile is for, not yet timed on a
+  matmuls (--flops, counted on the CPU), so bf16 runs at 17 TFLOP/s: its profile gives 80% of the GPU's time to
+  elementwise kernels and reductions (multiplies, dtype casts, norms, AdamW), 20% to matmuls and attention; fusing those is what --compile is for, not yet timed on a
   GPU. The call lost both its training runs (bf16, batch 256 and 1024): their minutes, counted from after their
   loading and timing, left no room for the test, the pool and two profiles before them, and the call's limit
   came as they wrote their weights. --minutes has counted a run's whole time since.
@@ -114,21 +114,47 @@ def probe_calls(work: Path, config: BuildConfig, inputs: tuple, budgets, device:
 
 
 @contextlib.contextmanager
+def each_step(wrap):
+    """Inside, every U-ViT step of the build runs as wrap(the step, its arguments)."""
+    original = build_module.uvit_step
+    build_module.uvit_step = lambda *args: wrap(original, *args)
+    try:
+        yield
+    finally:
+        build_module.uvit_step = original
+
+
+@contextlib.contextmanager
 def step_ends():
     """The time.time() at the end of each U-ViT step taken inside (on a GPU, when the step was queued: the host
     runs at most SHOW_EVERY steps ahead, where the progress bar reads the loss back)."""
-    times, original = [], build_module.uvit_step
+    times = []
 
-    def timed(*args):
-        loss = original(*args)
+    def timed(step, *args):
+        loss = step(*args)
         times.append(time.time())
         return loss
 
-    build_module.uvit_step = timed
-    try:
+    with each_step(timed):
         yield times
-    finally:
-        build_module.uvit_step = original
+
+
+def step_flops(work: Path, config: BuildConfig, inputs: tuple, device: str) -> int:
+    """The matmul, convolution and attention FLOPs of one U-ViT step, forward, backward and all (the count of
+    torch.utils.flop_counter, as benchmarks/speed.py counts them)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counted = []
+
+    def count(step, *args):
+        with FlopCounterMode(display=False) as counter:
+            loss = step(*args)
+        counted.append(counter.get_total_flops())
+        return loss
+
+    with each_step(count):
+        probe_calls(work, config, inputs, (0.0,), device)
+    return counted[0]
 
 
 def seconds_per_step(work: Path, config: BuildConfig, inputs: tuple, seconds: float, device: str):
@@ -238,6 +264,7 @@ def main() -> None:
     parser.add_argument("--tokens-only", action="store_true", help="only encode the pool into --work/data")
     parser.add_argument("--profile", type=float, default=0, help="only profile this many seconds of training")
     parser.add_argument("--speed", type=float, default=0, help="only time this many seconds of training")
+    parser.add_argument("--flops", action="store_true", help="with --speed: also count one step's FLOPs")
     args = parser.parse_args()
     steps = args.steps or BuildConfig.uvit_steps  # a placeholder when probed
     config = BuildConfig(
@@ -256,6 +283,8 @@ def main() -> None:
         inputs = encoded_pool(Path(args.work), config)
         per_step = seconds_per_step(Path(args.work), config, inputs, args.speed, default_device())[1]
         record = {**environment(), "s_per_step": round(per_step, 5), "timed": "steps", **settings(config)}
+        if args.flops:
+            record["tflop_per_step"] = round(step_flops(Path(args.work), config, inputs, default_device()) / 1e12, 4)
         out.mkdir(parents=True, exist_ok=True)
         (out / "speed.json").write_text(json.dumps(record))
         print(json.dumps(record))
