@@ -7,7 +7,8 @@ Here, once (the GPU image has every other package this needs; the working tree a
 MiB, and the tracked files alone were 57.5 MiB on 2026-12-04, so the wheel leaves out the pipelines, which this
 run never imports: benchmarks/slim_wheel.py):
     .venv/bin/pip download --no-deps -d .whl/slim diffusers==0.42.1
-    .venv/bin/python benchmarks/slim_wheel.py .whl/slim/diffusers-*.whl --drop diffusers/pipelines diffusers/modular_pipelines
+    .venv/bin/python benchmarks/slim_wheel.py .whl/slim/diffusers-*.whl \
+        --drop diffusers/pipelines diffusers/modular_pipelines
 
 There, as one `run` call carrying .whl/slim (timeout_s 600; the machine's start and the transfers take about 40 s more
 of the session's 15 minutes). `--minutes` is a run's whole wall time after its imports (loading the pool, timing
@@ -39,8 +40,8 @@ Measured (rows in benchmarks/results/gpu_uvit.jsonl, the calls' logs in gpu_uvit
 - 2026-12-04, second session: the flat U-ViT at batch 256, alone on the H200, once the stage waited for the GPU
   once per step instead of seven times: 0.048 s per step in fp32, 0.033 s in bf16. A step is 0.55 TFLOP of
   matmuls (--flops, counted on the CPU), so bf16 runs at 17 TFLOP/s: its profile gives 80% of the GPU's time to
-  elementwise kernels and reductions (multiplies, dtype casts, norms, AdamW), 20% to matmuls and attention; fusing those is what --compile is for, not yet timed on a
-  GPU. The call lost both its training runs (bf16, batch 256 and 1024): their minutes, counted from after their
+  elementwise kernels and reductions (multiplies, dtype casts, norms, AdamW), 20% to matmuls and attention;
+  fusing those is what --compile is for, not yet timed on a GPU. The call lost both its training runs (bf16, batch 256 and 1024): their minutes, counted from after their
   loading and timing, left no room for the test, the pool and two profiles before them, and the call's limit
   came as they wrote their weights. --minutes has counted a run's whole time since.
 - 2026-12-04, this project's 2 CPU cores, batch 64, fp32, `--speed 40 [--compile] [--flat]`: --compile took a step
