@@ -41,9 +41,10 @@ Measured (rows in benchmarks/results/gpu_uvit.jsonl, the calls' logs in gpu_uvit
   once per step instead of seven times: 0.048 s per step in fp32, 0.033 s in bf16. A step is 0.55 TFLOP of
   matmuls (--flops, counted on the CPU), so bf16 runs at 17 TFLOP/s: its profile gives 80% of the GPU's time to
   elementwise kernels and reductions (multiplies, dtype casts, norms, AdamW), 20% to matmuls and attention;
-  fusing those is what --compile is for, not yet timed on a GPU. The call lost both its training runs (bf16, batch 256 and 1024): their minutes, counted from after their
-  loading and timing, left no room for the test, the pool and two profiles before them, and the call's limit
-  came as they wrote their weights. --minutes has counted a run's whole time since.
+  fusing those is what --compile is for, not yet timed on a GPU. The call lost both its training runs (bf16,
+  batch 256 and 1024): their minutes, counted from after their loading and timing, left no room for the test, the
+  pool and two profiles before them, and the call's limit came as they wrote their weights. --minutes has counted
+  a run's whole time since.
 - 2026-12-04, this project's 2 CPU cores, batch 64, fp32, `--speed 40 [--compile] [--flat]`: --compile took a step
   from 0.49 to 0.44 s (flat U-ViT: 1.76 to 1.71 s). Rows "timed": "steps": a timing now reads the clock at each
   step inside one call; it used to subtract a one-step call from a longer one, which with --compile counted
