@@ -604,13 +604,14 @@ def pool_tokens(work: Path, config: BuildConfig, vq) -> tuple[list, torch.Tensor
 def uvit_data(base, scenes, tokens: torch.Tensor, config: BuildConfig) -> dict:
     """What uvit_step draws from, on the tokens' device: every prompt of the scenes (with and without style)
     encoded once, and each scene's row of them with and without its style."""
-    prompts = sorted({s.prompt(True) for s in scenes} | {s.prompt(False) for s in scenes})
+    styled, plain = [s.prompt(True) for s in scenes], [s.prompt(False) for s in scenes]
+    prompts = sorted(set(styled) | set(plain))
     row = {p: i for i, p in enumerate(prompts)}
     device = tokens.device
     return dict(
         tokens=tokens,
-        styled_row=torch.tensor([row[s.prompt(True)] for s in scenes], device=device),
-        plain_row=torch.tensor([row[s.prompt(False)] for s in scenes], device=device),
+        styled_row=torch.tensor([row[p] for p in styled], device=device),
+        plain_row=torch.tensor([row[p] for p in plain], device=device),
         text=base.condition(prompts),
         empty=base.condition([""]),
         micro=base.micro_conds(config.uvit_batch),
