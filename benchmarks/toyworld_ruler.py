@@ -3,7 +3,9 @@ tests/test_toyworld_metrics.py): oracle content accuracy and family accuracy, an
 same-style/different-content against different-style/same-content pairs. Appends to
 benchmarks/results/toyworld_ruler.jsonl.
 
-    .venv/bin/python benchmarks/toyworld_ruler.py
+    .venv/bin/python benchmarks/toyworld_ruler.py [--world coarse]
+
+`--world` draws the training-region set from one of toyworld_world_finetune's worlds: can the oracle read them?
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import append_result  # noqa: E402
+from toyworld_world_finetune import WORLDS  # noqa: E402
 
 from styledrop.toyworld.build import ASSETS, reconstruct  # noqa: E402
 from styledrop.toyworld.metrics import Ruler, render_pixels, style_separation  # noqa: E402
@@ -35,6 +38,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assets", type=Path, default=ASSETS, help="another build's assets folder, to compare")
     parser.add_argument("--label", default="shipped", help="what the results are recorded as")
+    parser.add_argument(
+        "--world", choices=list(WORLDS), default="regular", help="draw the training-region set from another world"
+    )
     args = parser.parse_args()
 
     ruler = Ruler.load(args.assets)
@@ -42,7 +48,7 @@ def main() -> None:
     rng = np.random.default_rng(7)
     held_out = [Scene(Content(s, c), style) for style in EVAL_STYLES.values() for s in SHAPES for c in COLOUR_NAMES]
     held_out += [Scene(sample_content(rng), sample_style(rng, held_out=True)) for _ in range(400)]
-    training = [Scene(sample_content(rng), sample_style(rng, family=f)) for f in FAMILIES for _ in range(60)]
+    training = [Scene(sample_content(rng), WORLDS[args.world](rng, f)) for f in FAMILIES for _ in range(60)]
     rows = {}
     for name, scenes in (("held_out", held_out), ("training", training)):
         true = render_pixels(scenes)
@@ -54,13 +60,15 @@ def main() -> None:
             "content_recon": ruler.content_accuracy(recon, contents),
             "family_true": ruler.family_accuracy(true, families),
             "family_recon": ruler.family_accuracy(recon, families),
+            "family_true_by_family": by_family(ruler, true, families),
             # the ceiling of the base's family bar, family by family: what the oracle reads on the VQ's own tokens
             "family_recon_by_family": by_family(ruler, recon, families),
         }
     styles = list(EVAL_STYLES.values()) + [sample_style(rng, held_out=True) for _ in range(10)]
     rows["style_auc_held_out"] = style_separation(ruler, styles, [sample_content(rng) for _ in range(8)])
     print(rows)
-    append_result(Path(__file__).parent / "results" / "toyworld_ruler.jsonl", {"assets": args.label, **rows})
+    record = {"assets": args.label, "world": args.world, **rows}
+    append_result(Path(__file__).parent / "results" / "toyworld_ruler.jsonl", record)
 
 
 if __name__ == "__main__":
