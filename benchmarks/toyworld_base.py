@@ -49,6 +49,13 @@ def checkpoint_label(work: str | None) -> str:
     return "" if work is None or Path(work).name == DEFAULT_WORK else f"_{Path(work).name}"
 
 
+def save_grids(quality, per_content: int, prefix: str) -> None:
+    """RESULTS/{prefix}_plain.png and _family.png: one sample per shape (rows) and colour (columns)."""
+    for name, pixels in quality.images.items():
+        first_of_each = pixels[::per_content]
+        save_png(grid([to_pil(p) for p in first_of_each], columns=len(COLOUR_NAMES)), RESULTS / f"{prefix}_{name}.png")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_base_arguments(parser)
@@ -78,9 +85,7 @@ def main() -> None:
         prefix += f"_k{args.decode_steps}_t{args.temperature:g}_g{args.guidance:g}_d{args.descriptor_guidance:g}"
     prefix += token_temperature_tag(args.token_temperature)
     prefix += plausibility_tag(args.plausibility)
-    for name, pixels in quality.images.items():
-        first_of_each = pixels[:: args.per_content]
-        save_png(grid([to_pil(p) for p in first_of_each], columns=len(COLOUR_NAMES)), RESULTS / f"{prefix}_{name}.png")
+    save_grids(quality, args.per_content, prefix)
     record = {"plain": quality.plain, "family": quality.family, "passes": quality.passes(), "uvit_step": step}
     if step is not None:
         record["architecture"] = base.transformer.config.to_dict()

@@ -1,7 +1,7 @@
-"""Would a simpler world let the toy base honour its families? The shipped U-ViT, fine-tuned on one of three worlds
+"""Would a simpler world let the toy base honour its families? The shipped U-ViT, fine-tuned on one of the worlds below
 for the same steps, then measured against the base's bar (evaluate.base_quality).
 
-Worlds (both keep the held-out regions out):
+Worlds (all keep the held-out regions out):
 - regular: the world the base was built on (angles and periods drawn from continuous ranges): the control, so
   that what fine-tuning alone does is measured;
 - discrete: the same families with stripe, hatch and gradient angles in steps of 45 (gradient: 90) degrees and
@@ -9,14 +9,16 @@ Worlds (both keep the held-out regions out):
 - coarse: the same families with periods of 8-12 pixels (4-6 tokens) instead of 3.5-8, so that a stripe, dot or
   check spans whole tokens. The oracle, trained on 3.5-8, reads coarse stripes in 88% of VQ reconstructions but
   coarse dots in 48% (`toyworld_ruler.py --world coarse`): measure this world with `--family striped`.
+- minimal: the discrete world with every nuisance held fixed (black ink, no outline, a plain background, no
+  palette shift): does the U-ViT learn a family's pattern when nothing else about the look varies?
 
 If the discrete world lifts the family far above the control, a rebuild on a simpler world is the way to the
 bar; if not, the U-ViT's learning of patterns is, whatever their number. `--family F` draws every scene of one
 family: whether the U-ViT learns that family at all when nothing else competes for its capacity. Measured with
 the default sampling and with descriptor guidance (lD 5, lB 2, 36 steps, temperature 0). Appends to
-benchmarks/results/toyworld_world_finetune.jsonl.
+benchmarks/results/toyworld_world_finetune.jsonl; grids in benchmarks/results/toyworld_world_finetune_*.png.
 
-    .venv/bin/python benchmarks/toyworld_world_finetune.py --world discrete|coarse|regular [--family F] [--steps 1000]
+    .venv/bin/python benchmarks/toyworld_world_finetune.py --world discrete|coarse|minimal|regular [--family F] [--steps 1000]
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import append_result  # noqa: E402
+from toyworld_base import save_grids  # noqa: E402
 
+from styledrop.images import grid, save_png, to_pil  # noqa: E402
 from styledrop.models.amused import load_base  # noqa: E402
 from styledrop.pipeline import SampleConfig  # noqa: E402
 from styledrop.toyworld.build import ASSETS, BuildConfig, cosine_lr, encode_renders, uvit_data, uvit_step  # noqa: E402
@@ -68,7 +72,14 @@ def coarse_style(rng: np.random.Generator, family: str | None = None):
             return style
 
 
-WORLDS = {"regular": sample_style, "discrete": discrete_style, "coarse": coarse_style}
+def minimal_style(rng: np.random.Generator, family: str | None = None):
+    """A discrete style with every nuisance held fixed: black ink at 0.9, no outline, a plain white background and
+    no palette shift, so that only the family's pattern (angle, period, width) and the content vary."""
+    plain = {"background": "plain", "outline": "none", "outline_width": 0.0, "hue_shift": 0.0, "brightness": 1.0}
+    return discrete_style(rng, family).replace(ink="black", ink_strength=0.9, **plain)
+
+
+WORLDS = {"regular": sample_style, "discrete": discrete_style, "coarse": coarse_style, "minimal": minimal_style}
 
 
 def world_scenes(world: str, n: int, seed: int, family: str | None = None) -> list[Scene]:
@@ -94,6 +105,16 @@ def finetune(base, scenes: list[Scene], steps: int, lr: float, seed: int) -> flo
     return float(np.mean(losses[-100:]))
 
 
+def save_family_grids(quality, args, setting: str) -> None:
+    """toyworld_base's grids of the fine-tuned U-ViT; with --family F, a row of every sample asked for F instead."""
+    prefix = f"toyworld_world_finetune_{args.world}_{args.family or 'all'}_{setting}"
+    if not args.family:
+        save_grids(quality, args.per_content, prefix)
+        return
+    asked = [p for p, f in zip(quality.images["family"], quality.families, strict=True) if f == args.family]
+    save_png(grid([to_pil(p) for p in asked], columns=len(asked)), RESULTS / f"{prefix}_{args.family}.png")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", choices=list(WORLDS), required=True)
@@ -116,6 +137,7 @@ def main() -> None:
     rows = {}
     for name, sample in SETTINGS.items():
         quality = base_quality(base, ruler, args.per_content, sample)
+        save_family_grids(quality, args, name)
         rows[name] = {"plain": quality.plain, "family": quality.family}
         per = ", ".join(f"{f} {v:.0%}" for f, v in quality.family["per_family"].items())
         print(

@@ -120,6 +120,7 @@ class BaseQuality:
     plain: dict  # shape, colour and content (both) accuracy on "a red star" prompts
     family: dict  # family accuracy, and content accuracy, on "a red star in striped style" prompts
     images: dict  # "plain", "family" -> pixels, for grids
+    families: list[str]  # the family each of images["family"] was asked for
 
     def passes(self, bar: float = 0.9) -> bool:
         return self.plain["content"] >= bar and self.family["family"] >= bar
@@ -146,6 +147,7 @@ def base_quality(base, ruler: Ruler, per_content: int = 2, sample: SampleConfig 
             "per_family": per_family,
         },
         images={"plain": plain, "family": styled},
+        families=families,
     )
 
 
