@@ -12,6 +12,8 @@ Worlds (all keep the held-out regions out):
 - minimal: the discrete world with every nuisance held fixed (black ink, no outline, a plain background, no
   palette shift): does the U-ViT learn a family's pattern when nothing else about the look varies?
 
+`--checkpoint WORK` fine-tunes another build's U-ViT instead of the shipped one (toyworld_base's options).
+
 If the discrete world lifts the family far above the control, a rebuild on a simpler world is the way to the
 bar; if not, the U-ViT's learning of patterns is, whatever their number. `--family F` draws every scene of one
 family: whether the U-ViT learns that family at all when nothing else competes for its capacity. Measured with
@@ -33,10 +35,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import append_result  # noqa: E402
-from toyworld_base import save_grids  # noqa: E402
+from toyworld_base import add_base_arguments, checkpoint_label, load_measured_base, save_grids  # noqa: E402
 
 from styledrop.images import grid, save_png, to_pil  # noqa: E402
-from styledrop.models.amused import load_base  # noqa: E402
 from styledrop.pipeline import SampleConfig  # noqa: E402
 from styledrop.toyworld.build import ASSETS, BuildConfig, cosine_lr, encode_renders, uvit_data, uvit_step  # noqa: E402
 from styledrop.toyworld.evaluate import base_quality  # noqa: E402
@@ -107,7 +108,7 @@ def finetune(base, scenes: list[Scene], steps: int, lr: float, seed: int) -> flo
 
 def save_family_grids(quality, args, setting: str) -> None:
     """toyworld_base's grids of the fine-tuned U-ViT; with --family F, a row of every sample asked for F instead."""
-    prefix = f"toyworld_world_finetune_{args.world}_{args.family or 'all'}_{setting}"
+    prefix = f"toyworld_world_finetune{checkpoint_label(args.checkpoint)}_{args.world}_{args.family or 'all'}_{setting}"
     if not args.family:
         save_grids(quality, args.per_content, prefix)
         return
@@ -117,6 +118,7 @@ def save_family_grids(quality, args, setting: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_base_arguments(parser)
     parser.add_argument("--world", choices=list(WORLDS), required=True)
     parser.add_argument(
         "--family", choices=FAMILIES, default=None, help="every scene of this family: can the U-ViT learn it at all?"
@@ -128,7 +130,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    base, ruler = load_base(None, "cpu"), Ruler.load(ASSETS)
+    (base, _), ruler = load_measured_base(args), Ruler.load(ASSETS)
     start = time.time()
     loss = finetune(
         base, world_scenes(args.world, args.scenes, seed=7, family=args.family), args.steps, args.lr, seed=7
