@@ -1,5 +1,6 @@
-"""Would a simpler world let the toy base honour its families? The shipped U-ViT, fine-tuned on one of the worlds below
-for the same steps, then measured against the base's bar (evaluate.base_quality).
+"""Would a simpler world let the toy base honour its families? The shipped U-ViT (or `--checkpoint WORK`'s, as
+toyworld_base takes it), fine-tuned on one of the worlds below for the same steps, then measured against the base's
+bar (evaluate.base_quality).
 
 Worlds (all keep the held-out regions out):
 - regular: the world the base was built on (angles and periods drawn from continuous ranges): the control, so
@@ -8,11 +9,9 @@ Worlds (all keep the held-out regions out):
   periods of 4, 6 or 8 pixels, so that each family is a handful of exact patterns instead of a continuum;
 - coarse: the same families with periods of 8-12 pixels (4-6 tokens) instead of 3.5-8, so that a stripe, dot or
   check spans whole tokens. The oracle, trained on 3.5-8, reads coarse stripes in 88% of VQ reconstructions but
-  coarse dots in 48% (`toyworld_ruler.py --world coarse`): measure this world with `--family striped`.
+  coarse dots in 48% (`toyworld_ruler.py --world coarse`): measure this world with `--family striped`;
 - minimal: the discrete world with every nuisance held fixed (black ink, no outline, a plain background, no
   palette shift): does the U-ViT learn a family's pattern when nothing else about the look varies?
-
-`--checkpoint WORK` fine-tunes another build's U-ViT instead of the shipped one (toyworld_base's options).
 
 If the discrete world lifts the family far above the control, a rebuild on a simpler world is the way to the
 bar; if not, the U-ViT's learning of patterns is, whatever their number. `--family F` draws every scene of one
@@ -20,7 +19,8 @@ family: whether the U-ViT learns that family at all when nothing else competes f
 the default sampling and with descriptor guidance (lD 5, lB 2, 36 steps, temperature 0). Appends to
 benchmarks/results/toyworld_world_finetune.jsonl; grids in benchmarks/results/toyworld_world_finetune_*.png.
 
-    .venv/bin/python benchmarks/toyworld_world_finetune.py --world discrete|coarse|minimal|regular [--family F] [--steps 1000]
+    .venv/bin/python benchmarks/toyworld_world_finetune.py --world discrete|coarse|minimal|regular [--family F]
+        [--steps 1000] [--checkpoint WORK]
 """
 
 from __future__ import annotations
