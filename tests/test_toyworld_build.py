@@ -160,6 +160,15 @@ def test_a_fourier_position_init_changes_the_position_embedding_and_nothing_else
     assert torch.allclose(row, 0.5 * torch.tensor([1.0, -1.0]).repeat(8), atol=1e-5)
 
 
+def test_plane_waves_fit_an_embedding_narrower_than_a_full_set_of_orientations():
+    from styledrop.toyworld.build import plane_waves
+
+    waves = plane_waves(10, 4)  # 5 pairs: 5 of the 8 orientations at a period of 2 tokens, no channel left over
+    assert waves.shape == (1, 10, 4, 4)
+    assert all(waves[0, c].abs().max() > 0 for c in range(10))
+    assert torch.equal(waves[0, :10], plane_waves(16, 4)[0, :10])
+
+
 def test_a_compiled_uvit_stage_trains_as_the_eager_one_and_returns_uncompiled(tmp_path):
     """uvit_compile: the same draws and, up to float rounding, the same weights; the U-ViT handed back to the
     build (to export and sample) is the plain module."""

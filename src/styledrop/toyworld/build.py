@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -523,7 +524,8 @@ def uvit_config(config: BuildConfig, text_dim: int) -> UViTConfig:
 
 def plane_waves(channels: int, size: int, amplitude: float = 0.5) -> torch.Tensor:
     """(1, channels, size, size): cos and sin pairs of plane waves at 8 orientations and channels // 16 periods
-    from 2 to 4 tokens; the channels past the last full pair stay 0."""
+    from 2 to 4 tokens (under 16 channels: the first channels // 2 orientations of a period of 2); the channels past
+    the last full pair stay 0."""
     pairs = channels // 2
     angles = torch.arange(8) * math.pi / 8
     periods = torch.linspace(2.0, 4.0, max(1, pairs // 8))
@@ -531,7 +533,7 @@ def plane_waves(channels: int, size: int, amplitude: float = 0.5) -> torch.Tenso
         torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij"
     )
     waves = torch.zeros(1, channels, size, size)
-    for k, (period, angle) in enumerate((p, a) for p in periods for a in angles):
+    for k, (period, angle) in enumerate(itertools.islice(((p, a) for p in periods for a in angles), pairs)):
         phase = 2 * math.pi * (x * torch.cos(angle) + y * torch.sin(angle)) / period
         waves[0, 2 * k], waves[0, 2 * k + 1] = torch.cos(phase), torch.sin(phase)
     return amplitude * waves
