@@ -15,7 +15,7 @@ from PIL import Image
 from ..adapters.config import AdapterConfig
 from ..pipeline import SampleConfig, full_prompt, sample_images
 from ..train import TrainConfig, train_adapter
-from .metrics import Ruler, render_pixels
+from .metrics import Ruler, rate_by_family, render_pixels
 from .render import COLOUR_NAMES, FAMILIES, SHAPES, Content, Scene, family_descriptor, render
 from .world import EVAL_STYLES
 
@@ -138,13 +138,12 @@ def base_quality(base, ruler: Ruler, per_content: int = 2, sample: SampleConfig 
     styled = sample_images(base, None, styled_prompts, seeds, sample, contents=asked)
     hits = ruler.content_hits(plain, contents)
     family_hits = ruler.family_hits(styled, families)
-    per_family = {f: family_hits[[i for i, g in enumerate(families) if g == f]].float().mean().item() for f in FAMILIES}
     return BaseQuality(
         plain={k: hits[k].float().mean().item() for k in ("shape", "colour", "content")},
         family={
             "family": family_hits.float().mean().item(),
             "content": ruler.content_accuracy(styled, contents),
-            "per_family": per_family,
+            "per_family": rate_by_family(family_hits, families),
         },
         images={"plain": plain, "family": styled},
         families=families,

@@ -128,6 +128,13 @@ class ToyScorer:
         return out
 
 
+def rate_by_family(hits: torch.Tensor, families: list[str]) -> dict[str, float]:
+    """{family: the fraction of hits (B,) among the images asked for it}, families in the order they first appear."""
+    return {
+        f: hits[[i for i, g in enumerate(families) if g == f]].float().mean().item() for f in dict.fromkeys(families)
+    }
+
+
 def auc(positives: torch.Tensor, negatives: torch.Tensor) -> float:
     """P(a random positive scores above a random negative), ties counting half."""
     diff = positives[:, None] - negatives[None, :]
