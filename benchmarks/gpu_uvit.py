@@ -216,6 +216,7 @@ def settings(config: BuildConfig) -> dict:
         "uvit_downsample": config.uvit_downsample,
         "uvit_precision": config.uvit_precision,
         "uvit_compile": config.uvit_compile,
+        "uvit_rotary": config.uvit_rotary,
     }
 
 
@@ -262,6 +263,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="BuildConfig.uvit_precision")
     parser.add_argument("--compile", action="store_true", help="BuildConfig.uvit_compile")
     parser.add_argument("--flat", action="store_true", help="the flat U-ViT (BuildConfig.uvit_downsample False)")
+    parser.add_argument("--rotary", action="store_true", help="BuildConfig.uvit_rotary")
     parser.add_argument("--name", default="run", help="this run's output folder under $OUT, and its scratch's name")
     parser.add_argument("--tokens-only", action="store_true", help="only encode the pool into --work/data")
     parser.add_argument("--profile", type=float, default=0, help="only profile this many seconds of training")
@@ -276,6 +278,7 @@ def main() -> None:
         uvit_downsample=not args.flat,
         uvit_precision=args.precision,
         uvit_compile=args.compile,
+        uvit_rotary=args.rotary,
     )
     if args.tokens_only:
         encoded_pool(Path(args.work), config)

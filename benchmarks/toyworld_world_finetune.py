@@ -15,17 +15,20 @@ Worlds (all keep the held-out regions out):
 
 If the discrete world lifts the family far above the control, a rebuild on a simpler world is the way to the
 bar; if not, the U-ViT's learning of patterns is, whatever their number. `--family F` draws every scene of one
-family: whether the U-ViT learns that family at all when nothing else competes for its capacity. Measured with
+family: whether the U-ViT learns that family at all when nothing else competes for its capacity. `--fresh` trains a
+new U-ViT of the same architecture from scratch instead (`--rotary`: with rotary positions in its self-attention),
+so that architectures can be compared on one world without a whole build. Measured with
 the default sampling and with descriptor guidance (lD 5, lB 2, 36 steps, temperature 0). Appends to
 benchmarks/results/toyworld_world_finetune.jsonl; grids in benchmarks/results/toyworld_world_finetune_*.png.
 
     .venv/bin/python benchmarks/toyworld_world_finetune.py --world discrete|coarse|minimal|regular [--family F]
-        [--steps 1000] [--checkpoint WORK]
+        [--steps 1000] [--checkpoint WORK] [--fresh [--rotary] --lr 1e-3]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -38,6 +41,8 @@ from common import append_result  # noqa: E402
 from toyworld_base import add_base_arguments, checkpoint_label, load_measured_base, save_grids  # noqa: E402
 
 from styledrop.images import grid, save_png, to_pil  # noqa: E402
+from styledrop.models.amused import AmusedBase  # noqa: E402
+from styledrop.models.uvit import UViT  # noqa: E402
 from styledrop.pipeline import SampleConfig  # noqa: E402
 from styledrop.toyworld.build import ASSETS, BuildConfig, cosine_lr, encode_renders, uvit_data, uvit_step  # noqa: E402
 from styledrop.toyworld.evaluate import base_quality  # noqa: E402
@@ -89,6 +94,18 @@ def world_scenes(world: str, n: int, seed: int, family: str | None = None) -> li
     return [Scene(sample_content(rng), draw(rng, family)) for _ in range(n)]
 
 
+def fresh_base(base, rotary: bool) -> AmusedBase:
+    """The base with a new, untrained U-ViT of its U-ViT's architecture (with rotary positions if asked)."""
+    uvit = UViT(dataclasses.replace(base.transformer.config, rotary_positions=rotary))
+    return AmusedBase(uvit, base.vqvae, base.text_encoder, base.tokenizer, source=f"{base.source}, fresh U-ViT")
+
+
+def run_label(args) -> str:
+    """What a grid's name says of the run: the checkpoint, and a fresh U-ViT's kind."""
+    fresh = ("_fresh_rotary" if args.rotary else "_fresh") if args.fresh else ""
+    return f"{checkpoint_label(args.checkpoint)}{fresh}"
+
+
 def finetune(base, scenes: list[Scene], steps: int, lr: float, seed: int) -> float:
     """Train the base's U-ViT in place on the scenes; returns the mean loss of the last 100 steps."""
     config = BuildConfig(uvit_lr=lr)
@@ -108,7 +125,7 @@ def finetune(base, scenes: list[Scene], steps: int, lr: float, seed: int) -> flo
 
 def save_family_grids(quality, args, setting: str) -> None:
     """toyworld_base's grids of the fine-tuned U-ViT; with --family F, a row of every sample asked for F instead."""
-    prefix = f"toyworld_world_finetune{checkpoint_label(args.checkpoint)}_{args.world}_{args.family or 'all'}_{setting}"
+    prefix = f"toyworld_world_finetune{run_label(args)}_{args.world}_{args.family or 'all'}_{setting}"
     if not args.family:
         save_grids(quality, args.per_content, prefix)
         return
@@ -123,14 +140,20 @@ def main() -> None:
     parser.add_argument(
         "--family", choices=FAMILIES, default=None, help="every scene of this family: can the U-ViT learn it at all?"
     )
+    parser.add_argument("--fresh", action="store_true", help="train a new U-ViT of the same architecture instead")
+    parser.add_argument("--rotary", action="store_true", help="with --fresh: rotary positions in its self-attention")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--scenes", type=int, default=20_000)
     parser.add_argument("--per-content", type=int, default=2)
     args = parser.parse_args()
+    if args.rotary and not args.fresh:
+        parser.error("--rotary: only with --fresh (a trained U-ViT's attention was learnt without it)")
 
     torch.manual_seed(0)
     (base, _), ruler = load_measured_base(args), Ruler.load(ASSETS)
+    if args.fresh:
+        base = fresh_base(base, args.rotary)
     start = time.time()
     loss = finetune(
         base, world_scenes(args.world, args.scenes, seed=7, family=args.family), args.steps, args.lr, seed=7
@@ -151,6 +174,7 @@ def main() -> None:
     record = {
         "world": args.world,
         "family": args.family,
+        "uvit": ("fresh, rotary" if args.rotary else "fresh") if args.fresh else "fine-tuned",
         "final_loss": round(loss, 4),
         "train_minutes": round(minutes, 1),
         "rows": rows,

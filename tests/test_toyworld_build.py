@@ -160,6 +160,18 @@ def test_a_fourier_position_init_changes_the_position_embedding_and_nothing_else
     assert torch.allclose(row, 0.5 * torch.tensor([1.0, -1.0]).repeat(8), atol=1e-5)
 
 
+def test_the_rotary_option_reaches_the_uvit_and_only_its_attention():
+    from styledrop.toyworld.build import new_uvit
+
+    made = {}
+    for rotary in (False, True):
+        torch.manual_seed(0)
+        made[rotary] = new_uvit(dataclasses.replace(UVIT_TINY, uvit_rotary=rotary), 32)
+    assert made[True].config == dataclasses.replace(made[False].config, rotary_positions=True)
+    plain, rotary = made[False].state_dict(), made[True].state_dict()
+    assert plain.keys() == rotary.keys() and all(torch.equal(plain[k], rotary[k]) for k in plain)
+
+
 def test_plane_waves_fit_an_embedding_narrower_than_a_full_set_of_orientations():
     from styledrop.toyworld.build import plane_waves
 

@@ -3,7 +3,7 @@ import torch
 from conftest import randomize_
 from diffusers import UVit2DModel
 
-from styledrop.models.uvit import UViT, UViTConfig
+from styledrop.models.uvit import UViT, UViTConfig, rotary_tables, rotate
 
 SMALL = dict(
     hidden_size=32,
@@ -51,8 +51,9 @@ def test_logits_equal_diffusers_uvit(resample, use_bias):
     assert (got - expected).abs().max().item() <= 1e-5
 
 
-def test_gradient_checkpointing_gives_the_same_gradients():
-    model = UViT(UViTConfig.from_dict(SMALL))
+@pytest.mark.parametrize("rotary", [False, True])
+def test_gradient_checkpointing_gives_the_same_gradients(rotary):
+    model = UViT(UViTConfig.from_dict(dict(SMALL, rotary_positions=rotary)))
     randomize_(model, std=0.1)
     grads = []
     for checkpointing in (False, True):
@@ -126,3 +127,33 @@ def test_full_resolution_blocks_carry_neighbours_past_the_downsampling():
     assert not UViTConfig.from_dict(SMALL).full_resolution_blocks  # upstream configs lack the key
     with pytest.raises(ValueError, match="full_resolution_blocks"):
         UViTConfig.from_dict(dict(SMALL, full_resolution_blocks=1))
+
+
+def test_rotary_attention_scores_depend_on_the_offset_alone():
+    # A query at p and a key at p + d score the same wherever p is, for oblique offsets too; offsets along
+    # different directions score differently.
+    side, head_dim = 6, 16
+    cos, sin = rotary_tables(side, side, head_dim)
+    q, k = torch.randn(2, 1, 1, 1, head_dim, generator=torch.Generator().manual_seed(0)).unbind(0)
+
+    def score(p, d):
+        i, j = p[0] * side + p[1], (p[0] + d[0]) * side + p[1] + d[1]
+        return (rotate(q, cos[i], sin[i]) * rotate(k, cos[j], sin[j])).sum().item()
+
+    for d in ((0, 1), (1, 1), (2, -1), (0, 0)):
+        scores = [score(p, d) for p in ((0, 1), (2, 3), (3, 2))]
+        assert max(scores) - min(scores) < 1e-4
+    assert len({round(score((2, 2), d), 3) for d in ((0, 1), (1, 0), (1, 1), (1, -1))}) == 4
+
+
+def test_rotary_positions_change_attention_not_parameters():
+    plain = UViT(UViTConfig.from_dict(SMALL)).eval()
+    randomize_(plain)
+    rotary = UViT(UViTConfig.from_dict(dict(SMALL, rotary_positions=True))).eval()
+    rotary.load_state_dict(plain.state_dict(), strict=True)
+    with torch.no_grad():
+        assert (rotary(*inputs()) - plain(*inputs())).abs().max().item() > 1e-4
+    assert "rotary_positions" not in plain.config.to_dict()  # upstream configs lack the key
+    assert UViTConfig.from_dict(rotary.config.to_dict()).rotary_positions
+    with pytest.raises(ValueError, match="rotary_positions"):
+        UViTConfig.from_dict(dict(SMALL, hidden_size=24, rotary_positions=True))  # head width 6

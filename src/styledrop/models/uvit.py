@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-EXTENSIONS = {"position_embedding": False, "full_resolution_blocks": 0}  # ours, not upstream's: their off values
+# Ours, not upstream's: their off values.
+EXTENSIONS = {"position_embedding": False, "full_resolution_blocks": 0, "rotary_positions": False}
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ class UViTConfig:
     # after the upsampling, joined by a skip. Without them, a token's neighbours reach its prediction only
     # through the squeeze of four tokens into one transformer cell.
     full_resolution_blocks: int = 0
+    # Also not in upstream: rotary position in the transformer's self-attention, so that how much a token attends
+    # to another depends on their offset on the grid (`rotary_tables`), the same everywhere, as a periodic fill is.
+    rotary_positions: bool = False
 
     def __post_init__(self):
         if self.hidden_size % self.num_attention_heads:
@@ -71,6 +75,8 @@ class UViTConfig:
             raise ValueError("vocab_size must exceed codebook_size (the mask token lives above the codebook)")
         if self.micro_cond_embed_dim % self.micro_cond_encode_dim:
             raise ValueError("micro_cond_embed_dim must be a multiple of micro_cond_encode_dim")
+        if self.rotary_positions and (self.hidden_size // self.num_attention_heads) % 8:
+            raise ValueError("rotary_positions needs a head width (hidden_size / num_attention_heads) divisible by 8")
         if self.full_resolution_blocks and not (self.downsample and self.upsample):
             raise ValueError("full_resolution_blocks needs downsample and upsample (without them every block is)")
 
@@ -147,13 +153,23 @@ class Attention(nn.Module):
         self.to_v = nn.Linear(kv_dim, dim, bias=bias)
         self.to_out = nn.ModuleList([nn.Linear(dim, dim, bias=out_bias)])
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, memo: dict | None = None) -> torch.Tensor:
-        """Self-attention (context None) or cross-attention to context, whose keys and values go in memo."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        memo: dict | None = None,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Self-attention (context None) or cross-attention to context, whose keys and values go in memo.
+        rotary: `rotary_tables` of x's positions, for self-attention."""
+        q = self._split_heads(self.to_q(x))
         if context is None:
             k, v = self.keys_values(x)
         else:
             k, v = memoised(memo, self, lambda: self.keys_values(context))
-        out = F.scaled_dot_product_attention(self._split_heads(self.to_q(x)), k, v)  # (B, heads, N, D/heads)
+        if rotary is not None:
+            q, k = rotate(q, *rotary), rotate(k, *rotary)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, D/heads)
         return self.to_out[0](out.transpose(1, 2).flatten(2))
 
     def keys_values(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,6 +177,33 @@ class Attention(nn.Module):
 
     def _split_heads(self, t: torch.Tensor) -> torch.Tensor:
         return t.unflatten(-1, (self.heads, -1)).transpose(1, 2)
+
+
+def rotary_tables(h: int, w: int, head_dim: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin), each (h*w, head_dim // 2): the angle by which each position turns each pair of channels.
+
+    Pair j turns with the position's projection on one of 4 directions (0, 45, 90, 135 degrees) at one of
+    head_dim // 8 periods from 2 tokens to twice the grid's side, so a query-key product depends on the two
+    positions' offset alone, along oblique directions too (a mixed 2D rotary embedding, not the axial one)."""
+    pairs = head_dim // 2
+    directions = torch.arange(4, dtype=torch.float32, device=device) * math.pi / 4
+    periods = torch.logspace(1, math.log2(2 * max(h, w)), pairs // 4, base=2, device=device)
+    freqs = 2 * math.pi / periods[:, None]  # (pairs // 4, 1)
+    fy, fx = (freqs * torch.sin(directions)).flatten(), (freqs * torch.cos(directions)).flatten()  # (pairs,)
+    y, x = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32, device=device),
+        torch.arange(w, dtype=torch.float32, device=device),
+        indexing="ij",
+    )
+    angles = y.flatten()[:, None] * fy + x.flatten()[:, None] * fx  # (h*w, pairs)
+    return torch.cos(angles), torch.sin(angles)
+
+
+def rotate(t: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Turn each (first half, second half) channel pair of t (B, heads, N, head_dim) by its position's angles."""
+    a, b = t.chunk(2, dim=-1)
+    cos, sin = cos.to(t.dtype), sin.to(t.dtype)
+    return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
 
 
 def memoised(memo: dict | None, owner: nn.Module, make: Callable):
@@ -208,8 +251,10 @@ class TransformerLayer(nn.Module):
         self.norm3 = AdaNorm(d, d, eps, aff, bias, "layer_norm")
         self.ff = FeedForward(d, cfg.intermediate_size, bias, cfg.hidden_dropout)
 
-    def forward(self, x: torch.Tensor, text: torch.Tensor, cond: torch.Tensor, memo: dict | None = None):
-        x = x + self.attn1(self.norm1(x, cond))
+    def forward(
+        self, x: torch.Tensor, text: torch.Tensor, cond: torch.Tensor, memo: dict | None = None, rotary=None
+    ) -> torch.Tensor:
+        x = x + self.attn1(self.norm1(x, cond), rotary=rotary)
         x = x + self.attn2(self.norm2(x, cond), text, memo)
         return x + self.ff(self.norm3(x, cond))
 
@@ -396,11 +441,15 @@ class UViT(nn.Module):
         x = self.down_block(x, text, cond, memo)
         b, c, h, w = x.shape
         x = self.project_to_hidden(self.project_to_hidden_norm(x.permute(0, 2, 3, 1).reshape(b, h * w, c)))
+        rotary = None
+        if self.config.rotary_positions:
+            head_dim = self.config.hidden_size // self.config.num_attention_heads
+            rotary = memoised(memo, self.transformer_layers, lambda: rotary_tables(h, w, head_dim, x.device))
         for layer in self.transformer_layers:
             if self.gradient_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(layer, x, text, cond, use_reentrant=False)
+                x = checkpoint(layer, x, text, cond, None, rotary, use_reentrant=False)
             else:
-                x = layer(x, text, cond, memo)
+                x = layer(x, text, cond, memo, rotary)
         x = self.project_from_hidden(self.project_from_hidden_norm(x))
         x = self.up_block(x.reshape(b, h, w, c).permute(0, 3, 1, 2), text, cond, memo)
         if full_resolution:
