@@ -1,5 +1,6 @@
 """The toy world's measuring instruments, validated on true renders and VQ reconstructions (the numbers behind
-tests/test_toyworld_metrics.py): oracle content accuracy and family accuracy, and the style score's AUC for
+tests/test_toyworld_metrics.py): oracle content accuracy and family accuracy, the toy CLIP's reading of the family (its text tower is the base's
+text encoder), and the style score's AUC for
 same-style/different-content against different-style/same-content pairs. Appends to
 benchmarks/results/toyworld_ruler.jsonl.
 
@@ -59,6 +60,8 @@ def main() -> None:
             "family_true_by_family": rate_by_family(true_hits, families),
             # the ceiling of the base's family bar, family by family: what the oracle reads on the VQ's own tokens
             "family_recon_by_family": rate_by_family(recon_hits, families),
+            # whether the text encoder, the toy CLIP's text tower, tells the families apart
+            "clip_family_true_by_family": rate_by_family(ruler.clip_family_hits(true, contents, families), families),
         }
     styles = list(EVAL_STYLES.values()) + [sample_style(rng, held_out=True) for _ in range(10)]
     rows["style_auc_held_out"] = style_separation(ruler, styles, [sample_content(rng) for _ in range(8)])

@@ -83,6 +83,17 @@ def test_text_score_prefers_the_true_prompt(ruler):
     )
 
 
+def test_the_toy_clip_reads_the_family_the_u_vit_is_asked_for(ruler):
+    # 89% on 30 renders per family (benchmarks/toyworld_ruler.py); a family named wrongly is rarely the best.
+    rng = np.random.default_rng(6)
+    scenes = [Scene(sample_content(rng), sample_style(rng, f)) for f in FAMILIES for _ in range(12)]
+    pixels, contents = render_pixels(scenes), [s.content for s in scenes]
+    families = [s.style.family for s in scenes]
+    assert ruler.clip_family_hits(pixels, contents, families).float().mean().item() >= 0.8
+    wrong = [FAMILIES[(FAMILIES.index(f) + 1) % len(FAMILIES)] for f in families]
+    assert ruler.clip_family_hits(pixels, contents, wrong).float().mean().item() <= 0.1
+
+
 @pytest.mark.parametrize("style", list(EVAL_STYLES))
 def test_leakage_is_zero_on_truth_and_one_on_copies(ruler, style):
     reference = reference_scene(style)

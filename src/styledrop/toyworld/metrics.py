@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ..feedback.scoring import CLIPScorer
 from ..images import array_to_tensor
 from .oracle import Oracle, load_oracle
-from .render import COLOUR_NAMES, FAMILIES, SHAPES, Content, Scene, Style
+from .render import COLOUR_NAMES, FAMILIES, SHAPES, Content, Scene, Style, family_descriptor
 from .world import render_all
 
 
@@ -53,6 +53,19 @@ class Ruler:
 
     def family_accuracy(self, pixels: torch.Tensor, families: list[str]) -> float:
         return self.family_hits(pixels, families).float().mean().item()
+
+    def clip_family_hits(self, pixels: torch.Tensor, contents: list[Content], families: list[str]) -> torch.Tensor:
+        """(B,) bool: of the prompts naming each image's content in every family ("a red star in striped style"),
+        the toy CLIP scores the one with the image's own family highest. Its text tower is the base's text
+        encoder: does the U-ViT's conditioning tell the families apart?"""
+        scores = torch.stack(
+            [
+                self.clip.text_scores(pixels, [f"{c.prompt()} {family_descriptor(f)}" for c in contents])
+                for f in FAMILIES
+            ],
+            dim=1,
+        )  # (B, families)
+        return scores.argmax(1) == torch.tensor([FAMILIES.index(f) for f in families])
 
     def leak_flags(self, pixels: torch.Tensor, asked: list[Content], reference: Content) -> list[bool | None]:
         """Per output: does it show the reference's shape (when another was asked) or colour (likewise)?
