@@ -1,8 +1,7 @@
 """The toy world's measuring instruments, validated on true renders and VQ reconstructions (the numbers behind
-tests/test_toyworld_metrics.py): oracle content accuracy and family accuracy, the toy CLIP's reading of the family (its text tower is the base's
-text encoder), and the style score's AUC for
-same-style/different-content against different-style/same-content pairs. Appends to
-benchmarks/results/toyworld_ruler.jsonl.
+tests/test_toyworld_metrics.py): oracle content accuracy and family accuracy, the toy CLIP's reading of the
+family (its text tower is the base's text encoder), and the style score's AUC for same-style/different-content
+against different-style/same-content pairs. Appends to benchmarks/results/toyworld_ruler.jsonl.
 
     .venv/bin/python benchmarks/toyworld_ruler.py [--world coarse]
 

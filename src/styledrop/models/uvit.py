@@ -252,7 +252,12 @@ class TransformerLayer(nn.Module):
         self.ff = FeedForward(d, cfg.intermediate_size, bias, cfg.hidden_dropout)
 
     def forward(
-        self, x: torch.Tensor, text: torch.Tensor, cond: torch.Tensor, memo: dict | None = None, rotary=None
+        self,
+        x: torch.Tensor,
+        text: torch.Tensor,
+        cond: torch.Tensor,
+        memo: dict | None = None,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,  # rotary_tables of x's positions
     ) -> torch.Tensor:
         x = x + self.attn1(self.norm1(x, cond), rotary=rotary)
         x = x + self.attn2(self.norm2(x, cond), text, memo)

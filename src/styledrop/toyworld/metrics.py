@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from ..feedback.scoring import CLIPScorer
 from ..images import array_to_tensor
+from ..pipeline import full_prompt
 from .oracle import Oracle, load_oracle
 from .render import COLOUR_NAMES, FAMILIES, SHAPES, Content, Scene, Style, family_descriptor
 from .world import render_all
@@ -60,7 +61,7 @@ class Ruler:
         encoder: does the U-ViT's conditioning tell the families apart?"""
         scores = torch.stack(
             [
-                self.clip.text_scores(pixels, [f"{c.prompt()} {family_descriptor(f)}" for c in contents])
+                self.clip.text_scores(pixels, [full_prompt(c.prompt(), family_descriptor(f)) for c in contents])
                 for f in FAMILIES
             ],
             dim=1,
