@@ -101,9 +101,10 @@ def fresh_base(base, rotary: bool) -> AmusedBase:
 
 
 def run_label(args) -> str:
-    """What a grid's name says of the run: the checkpoint, and a fresh U-ViT's kind."""
+    """What a grid's name says of the run: the checkpoint, a fresh U-ViT's kind, and the steps when not 1000."""
     fresh = ("_fresh_rotary" if args.rotary else "_fresh") if args.fresh else ""
-    return f"{checkpoint_label(args.checkpoint)}{fresh}"
+    steps = f"_{args.steps}steps" if args.steps != 1000 else ""
+    return f"{checkpoint_label(args.checkpoint)}{fresh}{steps}"
 
 
 def finetune(base, scenes: list[Scene], steps: int, lr: float, seed: int) -> float:
@@ -142,7 +143,7 @@ def main() -> None:
     )
     parser.add_argument("--fresh", action="store_true", help="train a new U-ViT of the same architecture instead")
     parser.add_argument("--rotary", action="store_true", help="with --fresh: rotary positions in its self-attention")
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=1000, help="training steps (named in the grids when not 1000)")
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--scenes", type=int, default=20_000)
     parser.add_argument("--per-content", type=int, default=2)
