@@ -51,6 +51,7 @@ from styledrop.toyworld.render import FAMILIES, Scene  # noqa: E402
 from styledrop.toyworld.world import in_held_out_region, render_all, sample_content, sample_style  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
+DEFAULT_STEPS = 1000
 SETTINGS = {
     "default": SampleConfig(batch_size=64),
     "descriptor": SampleConfig(steps=36, temperature=0.0, guidance=2.0, descriptor_guidance=5.0, batch_size=64),
@@ -100,10 +101,15 @@ def fresh_base(base, rotary: bool) -> AmusedBase:
     return AmusedBase(uvit, base.vqvae, base.text_encoder, base.tokenizer, source=f"{base.source}, fresh U-ViT")
 
 
+def uvit_kind(args) -> str:
+    """What the run trains, as its record says: "fine-tuned", "fresh" or "fresh, rotary"."""
+    return ("fresh, rotary" if args.rotary else "fresh") if args.fresh else "fine-tuned"
+
+
 def run_label(args) -> str:
-    """What a grid's name says of the run: the checkpoint, a fresh U-ViT's kind, and the steps when not 1000."""
-    fresh = ("_fresh_rotary" if args.rotary else "_fresh") if args.fresh else ""
-    steps = f"_{args.steps}steps" if args.steps != 1000 else ""
+    """What a grid's name says of the run: the checkpoint, a fresh U-ViT's kind, and the steps when not the default."""
+    fresh = "_" + uvit_kind(args).replace(", ", "_") if args.fresh else ""
+    steps = f"_{args.steps}steps" if args.steps != DEFAULT_STEPS else ""
     return f"{checkpoint_label(args.checkpoint)}{fresh}{steps}"
 
 
@@ -143,7 +149,9 @@ def main() -> None:
     )
     parser.add_argument("--fresh", action="store_true", help="train a new U-ViT of the same architecture instead")
     parser.add_argument("--rotary", action="store_true", help="with --fresh: rotary positions in its self-attention")
-    parser.add_argument("--steps", type=int, default=1000, help="training steps (named in the grids when not 1000)")
+    parser.add_argument(
+        "--steps", type=int, default=DEFAULT_STEPS, help="training steps (named in the grids when not the default)"
+    )
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--scenes", type=int, default=20_000)
     parser.add_argument("--per-content", type=int, default=2)
@@ -175,7 +183,7 @@ def main() -> None:
     record = {
         "world": args.world,
         "family": args.family,
-        "uvit": ("fresh, rotary" if args.rotary else "fresh") if args.fresh else "fine-tuned",
+        "uvit": uvit_kind(args),
         "final_loss": round(loss, 4),
         "train_minutes": round(minutes, 1),
         "rows": rows,

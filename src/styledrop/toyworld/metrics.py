@@ -59,13 +59,9 @@ class Ruler:
         """(B,) bool: of the prompts naming each image's content in every family ("a red star in striped style"),
         the toy CLIP scores the one with the image's own family highest. Its text tower is the base's text
         encoder: does the U-ViT's conditioning tell the families apart?"""
-        scores = torch.stack(
-            [
-                self.clip.text_scores(pixels, [full_prompt(c.prompt(), family_descriptor(f)) for c in contents])
-                for f in FAMILIES
-            ],
-            dim=1,
-        )  # (B, families)
+        images = self.clip.image_features(pixels)  # (B, E) unit vectors, encoded once for all the families
+        prompts = {f: [full_prompt(c.prompt(), family_descriptor(f)) for c in contents] for f in FAMILIES}
+        scores = torch.stack([(images * self.clip.text_features(prompts[f])).sum(-1) for f in FAMILIES], dim=1)
         return scores.argmax(1) == torch.tensor([FAMILIES.index(f) for f in families])
 
     def leak_flags(self, pixels: torch.Tensor, asked: list[Content], reference: Content) -> list[bool | None]:
