@@ -12,6 +12,8 @@ Worlds (all keep the held-out regions out):
   coarse dots in 48% (`toyworld_ruler.py --world coarse`): measure this world with `--family striped`;
 - minimal: the discrete world with every nuisance held fixed (black ink, no outline, a plain background, no
   palette shift): does the U-ViT learn a family's pattern when nothing else about the look varies?
+- minimal-ink, minimal-background, minimal-outline, minimal-palette: the minimal world with that one nuisance
+  drawn as in the regular world: which nuisance is it that keeps the pattern from coming?
 
 If the discrete world lifts the family far above the control, a rebuild on a simpler world is the way to the
 bar; if not, the U-ViT's learning of patterns is, whatever their number. `--family F` draws every scene of one
@@ -21,7 +23,7 @@ so that architectures can be compared on one world without a whole build. Measur
 the default sampling and with descriptor guidance (lD 5, lB 2, 36 steps, temperature 0). Appends to
 benchmarks/results/toyworld_world_finetune.jsonl; grids in benchmarks/results/toyworld_world_finetune_*.png.
 
-    .venv/bin/python benchmarks/toyworld_world_finetune.py --world discrete|coarse|minimal|regular [--family F]
+    .venv/bin/python benchmarks/toyworld_world_finetune.py --world discrete|coarse|minimal[-NUISANCE]|regular [--family F]
         [--steps 1000] [--checkpoint WORK] [--fresh [--rotary] --lr 1e-3]
 """
 
@@ -79,14 +81,34 @@ def coarse_style(rng: np.random.Generator, family: str | None = None):
             return style
 
 
-def minimal_style(rng: np.random.Generator, family: str | None = None):
-    """A discrete style with every nuisance held fixed: black ink at 0.9, no outline, a plain white background and
-    no palette shift, so that only the family's pattern (angle, period, width) and the content vary."""
-    plain = {"background": "plain", "outline": "none", "outline_width": 0.0, "hue_shift": 0.0, "brightness": 1.0}
-    return discrete_style(rng, family).replace(ink="black", ink_strength=0.9, **plain)
+# The minimal world's nuisances, each held at one value: black ink at 0.9, no outline, a plain white background, no
+# palette shift. Each group is the Style fields one nuisance of the look draws.
+MINIMAL = {
+    "ink": {"ink": "black", "ink_strength": 0.9},
+    "background": {"background": "plain"},
+    "outline": {"outline": "none", "outline_width": 0.0},
+    "palette": {"hue_shift": 0.0, "brightness": 1.0},
+}
 
 
-WORLDS = {"regular": sample_style, "discrete": discrete_style, "coarse": coarse_style, "minimal": minimal_style}
+def minimal_world(released: str | None = None):
+    """The discrete world with every nuisance but `released` held fixed (None: all of them), so that only the
+    family's pattern (angle, period, width), the content and that one nuisance vary."""
+    fixed = {k: v for nuisance, fields in MINIMAL.items() if nuisance != released for k, v in fields.items()}
+
+    def draw(rng: np.random.Generator, family: str | None = None):
+        return discrete_style(rng, family).replace(**fixed)
+
+    return draw
+
+
+WORLDS = {
+    "regular": sample_style,
+    "discrete": discrete_style,
+    "coarse": coarse_style,
+    "minimal": minimal_world(),
+    **{f"minimal-{nuisance}": minimal_world(nuisance) for nuisance in MINIMAL},
+}
 
 
 def world_scenes(world: str, n: int, seed: int, family: str | None = None) -> list[Scene]:
