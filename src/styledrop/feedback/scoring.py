@@ -51,7 +51,12 @@ class CLIPScorer:
 
     def text_scores(self, pixels: torch.Tensor, prompts: list[str]) -> torch.Tensor:
         """(n,) cosine of each image with its prompt."""
-        return (self.image_features(pixels) * self.text_features(prompts)).sum(-1)
+        return self.feature_text_scores(self.image_features(pixels), prompts)
+
+    def feature_text_scores(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        """(n,) cosine of each image, given as its (n, d) image_features, with its prompt: for scoring one set of
+        images against several sets of prompts without encoding the images again."""
+        return (images * self.text_features(prompts)).sum(-1)
 
     def style_scores(self, pixels: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """(n,) cosine of each image with the mean embedding of the reference image(s)."""

@@ -61,7 +61,7 @@ class Ruler:
         encoder: does the U-ViT's conditioning tell the families apart?"""
         images = self.clip.image_features(pixels)  # (B, E) unit vectors, encoded once for all the families
         prompts = {f: [full_prompt(c.prompt(), family_descriptor(f)) for c in contents] for f in FAMILIES}
-        scores = torch.stack([(images * self.clip.text_features(prompts[f])).sum(-1) for f in FAMILIES], dim=1)
+        scores = torch.stack([self.clip.feature_text_scores(images, prompts[f]) for f in FAMILIES], dim=1)
         return scores.argmax(1) == torch.tensor([FAMILIES.index(f) for f in families])
 
     def leak_flags(self, pixels: torch.Tensor, asked: list[Content], reference: Content) -> list[bool | None]:
