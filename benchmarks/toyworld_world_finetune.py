@@ -14,6 +14,8 @@ Worlds (all keep the held-out regions out):
   palette shift): does the U-ViT learn a family's pattern when nothing else about the look varies?
 - minimal-ink, minimal-background, minimal-outline, minimal-palette: the minimal world with that one nuisance
   drawn as in the regular world: which nuisance is it that keeps the pattern from coming?
+- minimal-background-colour|grid|texture: minimal-background with its kinds cut to plain and colour backdrops, and
+  with grid or texture added: which of the background's kinds is it?
 
 If the discrete world lifts the family far above the control, a rebuild on a simpler world is the way to the
 bar; if not, the U-ViT's learning of patterns is, whatever their number. `--family F` draws every scene of one
@@ -23,7 +25,7 @@ so that architectures can be compared on one world without a whole build. Measur
 the default sampling and with descriptor guidance (lD 5, lB 2, 36 steps, temperature 0). Appends to
 benchmarks/results/toyworld_world_finetune.jsonl; grids in benchmarks/results/toyworld_world_finetune_*.png.
 
-    .venv/bin/python benchmarks/toyworld_world_finetune.py --world discrete|coarse|minimal[-NUISANCE]|regular [--family F]
+    .venv/bin/python benchmarks/toyworld_world_finetune.py --world discrete|coarse|minimal[-NUISANCE[-KIND]]|regular [--family F]
         [--steps 1000] [--checkpoint WORK] [--fresh [--rotary] --lr 1e-3]
 """
 
@@ -91,15 +93,28 @@ MINIMAL = {
 }
 
 
-def minimal_world(released: str | None = None):
+def minimal_world(released: str | None = None, backgrounds: tuple[str, ...] | None = None):
     """The discrete world with every nuisance but `released` held fixed (None: all of them), so that only the
-    family's pattern (angle, period, width), the content and that one nuisance vary."""
+    family's pattern (angle, period, width), the content and that one nuisance vary. `backgrounds` (with the
+    background released) restricts its kinds to those, each drawn as often."""
     fixed = {k: v for nuisance, fields in MINIMAL.items() if nuisance != released for k, v in fields.items()}
 
     def draw(rng: np.random.Generator, family: str | None = None):
-        return discrete_style(rng, family).replace(**fixed)
+        style = discrete_style(rng, family).replace(**fixed)
+        if backgrounds is not None and style.background not in backgrounds:
+            style = style.replace(background=str(rng.choice(backgrounds)))  # the kinds stay equally likely
+        return style
 
     return draw
+
+
+# The background split: plain and colour backdrops with one of the patterned kinds (or neither), to measure which
+# of the background's kinds costs the stripes.
+BACKGROUND_SPLITS = {
+    "colour": ("plain", "colour"),
+    "grid": ("plain", "colour", "grid"),
+    "texture": ("plain", "colour", "texture"),
+}
 
 
 WORLDS = {
@@ -108,6 +123,7 @@ WORLDS = {
     "coarse": coarse_style,
     "minimal": minimal_world(),
     **{f"minimal-{nuisance}": minimal_world(nuisance) for nuisance in MINIMAL},
+    **{f"minimal-background-{k}": minimal_world("background", kinds) for k, kinds in BACKGROUND_SPLITS.items()},
 }
 
 
