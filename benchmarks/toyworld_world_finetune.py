@@ -14,8 +14,8 @@ Worlds (all keep the held-out regions out):
   palette shift): does the U-ViT learn a family's pattern when nothing else about the look varies?
 - minimal-ink, minimal-background, minimal-outline, minimal-palette: the minimal world with that one nuisance
   drawn as in the regular world: which nuisance is it that keeps the pattern from coming?
-- minimal-background-colour|grid|texture: minimal-background with its kinds cut to plain and colour backdrops, and
-  with grid or texture added: which of the background's kinds is it?
+- minimal-background-colour|grid|texture: minimal-background with its kinds cut to plain and colour backdrops
+  (colour), or to those and one more, grid (grid) or texture (texture): which of the background's kinds is it?
 
 If the discrete world lifts the family far above the control, a rebuild on a simpler world is the way to the
 bar; if not, the U-ViT's learning of patterns is, whatever their number. `--family F` draws every scene of one
