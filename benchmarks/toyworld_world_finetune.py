@@ -16,6 +16,8 @@ Worlds (all keep the held-out regions out):
   drawn as in the regular world: which nuisance is it that keeps the pattern from coming?
 - minimal-background-colour|grid|texture: minimal-background with its kinds cut to plain and colour backdrops
   (colour), or to those and one more, grid (grid) or texture (texture): which of the background's kinds is it?
+- minimal-background-rare: every background kind, but a plain white one in 70% of draws: do the kinds' shares
+  size the world?
 
 If the discrete world lifts the family far above the control, a rebuild on a simpler world is the way to the
 bar; if not, the U-ViT's learning of patterns is, whatever their number. `--family F` draws every scene of one
@@ -117,6 +119,15 @@ BACKGROUND_SPLITS = {
 }
 
 
+def rare_backgrounds(rng: np.random.Generator, family: str | None = None):
+    """minimal-background with every kind kept but their shares changed: a plain white backdrop in 70% of draws,
+    colour, grid and texture in 10% each (0.25 + 0.75 * 0.6 of the uniform draws become plain)."""
+    style = minimal_world("background")(rng, family)
+    if style.background != "plain" and rng.random() < 0.6:
+        style = style.replace(background="plain")
+    return style
+
+
 WORLDS = {
     "regular": sample_style,
     "discrete": discrete_style,
@@ -124,6 +135,7 @@ WORLDS = {
     "minimal": minimal_world(),
     **{f"minimal-{nuisance}": minimal_world(nuisance) for nuisance in MINIMAL},
     **{f"minimal-background-{k}": minimal_world("background", kinds) for k, kinds in BACKGROUND_SPLITS.items()},
+    "minimal-background-rare": rare_backgrounds,
 }
 
 
