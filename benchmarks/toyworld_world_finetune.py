@@ -27,7 +27,7 @@ so that architectures can be compared on one world without a whole build. Measur
 the default sampling and with descriptor guidance (lD 5, lB 2, 36 steps, temperature 0). Appends to
 benchmarks/results/toyworld_world_finetune.jsonl; grids in benchmarks/results/toyworld_world_finetune_*.png.
 
-    .venv/bin/python benchmarks/toyworld_world_finetune.py --world discrete|coarse|minimal[-NUISANCE[-KIND]]|regular [--family F]
+    .venv/bin/python benchmarks/toyworld_world_finetune.py --world discrete|coarse|minimal[-NUISANCE[-KIND|-rare]]|regular [--family F]
         [--steps 1000] [--checkpoint WORK] [--fresh [--rotary] --lr 1e-3]
 """
 
@@ -119,10 +119,13 @@ BACKGROUND_SPLITS = {
 }
 
 
+minimal_background = minimal_world("background")
+
+
 def rare_backgrounds(rng: np.random.Generator, family: str | None = None):
     """minimal-background with every kind kept but their shares changed: a plain white backdrop in 70% of draws,
     colour, grid and texture in 10% each (0.25 + 0.75 * 0.6 of the uniform draws become plain)."""
-    style = minimal_world("background")(rng, family)
+    style = minimal_background(rng, family)
     if style.background != "plain" and rng.random() < 0.6:
         style = style.replace(background="plain")
     return style
