@@ -20,7 +20,9 @@ Worlds (all keep the held-out regions out):
   size the world?
 
 If the discrete world lifts the family far above the control, a rebuild on a simpler world is the way to the
-bar; if not, the U-ViT's learning of patterns is, whatever their number. `--family F` draws every scene of one
+bar; if not, the U-ViT's learning of patterns is, whatever their number. `--first-world W --first-steps N` trains
+on world W first (its own learning-rate schedule, peak `--first-lr`) and then on `--world`: a curriculum, to
+measure whether a pattern learnt where the look varies little is kept when it varies as in the base's world. `--family F` draws every scene of one
 family: whether the U-ViT learns that family at all when nothing else competes for its capacity. `--fresh` trains a
 new U-ViT of the same architecture from scratch instead (`--rotary`: with rotary positions in its self-attention),
 so that architectures can be compared on one world without a whole build. Measured with
@@ -29,6 +31,7 @@ benchmarks/results/toyworld_world_finetune.jsonl; grids in benchmarks/results/to
 
     .venv/bin/python benchmarks/toyworld_world_finetune.py --world discrete|coarse|minimal[-NUISANCE[-KIND|-rare]]|regular [--family F]
         [--steps 1000] [--checkpoint WORK] [--fresh [--rotary] --lr 1e-3]
+        [--first-world W --first-steps N [--first-lr 1e-3]]
 """
 
 from __future__ import annotations
@@ -160,10 +163,12 @@ def uvit_kind(args) -> str:
 
 
 def run_label(args) -> str:
-    """What a grid's name says of the run: the checkpoint, a fresh U-ViT's kind, and the steps when not the default."""
+    """What a grid's name says of the run: the checkpoint, a fresh U-ViT's kind, a curriculum's first world and
+    steps, and the steps when not the default."""
     fresh = "_" + uvit_kind(args).replace(", ", "_") if args.fresh else ""
+    first = f"_after-{args.first_world}{args.first_steps}" if args.first_world else ""
     steps = f"_{args.steps}steps" if args.steps != DEFAULT_STEPS else ""
-    return f"{checkpoint_label(args.checkpoint)}{fresh}{steps}"
+    return f"{checkpoint_label(args.checkpoint)}{fresh}{first}{steps}"
 
 
 def finetune(base, scenes: list[Scene], steps: int, lr: float, seed: int) -> float:
@@ -208,15 +213,24 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--scenes", type=int, default=20_000)
     parser.add_argument("--per-content", type=int, default=2)
+    parser.add_argument("--first-world", choices=list(WORLDS), default=None, help="train on this world first")
+    parser.add_argument("--first-steps", type=int, default=0, help="with --first-world: its training steps")
+    parser.add_argument("--first-lr", type=float, default=1e-3, help="with --first-world: its peak learning rate")
     args = parser.parse_args()
     if args.rotary and not args.fresh:
         parser.error("--rotary: only with --fresh (a trained U-ViT's attention was learnt without it)")
+    if bool(args.first_world) != (args.first_steps > 0):
+        parser.error("--first-world and --first-steps: give both or neither")
 
     torch.manual_seed(0)
     (base, _), ruler = load_measured_base(args), Ruler.load(ASSETS)
     if args.fresh:
         base = fresh_base(base, args.rotary)
-    start = time.time()
+    start, first = time.time(), {}
+    if args.first_world:
+        scenes = world_scenes(args.first_world, args.scenes, seed=7, family=args.family)
+        first_loss = finetune(base, scenes, args.first_steps, args.first_lr, seed=7)
+        first = {"first": {"world": args.first_world, "steps": args.first_steps, "final_loss": round(first_loss, 4)}}
     loss = finetune(
         base, world_scenes(args.world, args.scenes, seed=7, family=args.family), args.steps, args.lr, seed=7
     )
@@ -239,6 +253,7 @@ def main() -> None:
         "uvit": uvit_kind(args),
         "final_loss": round(loss, 4),
         "train_minutes": round(minutes, 1),
+        **first,
         "rows": rows,
     }
     append_result(RESULTS / "toyworld_world_finetune.jsonl", {**record, "settings": vars(args)})
