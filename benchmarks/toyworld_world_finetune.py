@@ -22,12 +22,12 @@ Worlds (all keep the held-out regions out):
 If the discrete world lifts the family far above the control, a rebuild on a simpler world is the way to the
 bar; if not, the U-ViT's learning of patterns is, whatever their number. `--first-world W --first-steps N` trains
 on world W first (its own learning-rate schedule, peak `--first-lr`) and then on `--world`: a curriculum, to
-measure whether a pattern learnt where the look varies little is kept when it varies as in the base's world. `--family F` draws every scene of one
-family: whether the U-ViT learns that family at all when nothing else competes for its capacity. `--fresh` trains a
-new U-ViT of the same architecture from scratch instead (`--rotary`: with rotary positions in its self-attention),
-so that architectures can be compared on one world without a whole build. Measured with
-the default sampling and with descriptor guidance (lD 5, lB 2, 36 steps, temperature 0). Appends to
-benchmarks/results/toyworld_world_finetune.jsonl; grids in benchmarks/results/toyworld_world_finetune_*.png.
+measure whether a pattern learnt where the look varies little is kept when it varies as in the base's world.
+`--family F` draws every scene of one family: whether the U-ViT learns that family at all when nothing else
+competes for its capacity. `--fresh` trains a new U-ViT of the same architecture from scratch instead (`--rotary`:
+with rotary positions in its self-attention), so that architectures can be compared on one world without a whole
+build. Measured with the default sampling and with descriptor guidance (lD 5, lB 2, 36 steps, temperature 0).
+Appends to benchmarks/results/toyworld_world_finetune.jsonl; grids in benchmarks/results/toyworld_world_finetune_*.png.
 
     .venv/bin/python benchmarks/toyworld_world_finetune.py --world discrete|coarse|minimal[-NUISANCE[-KIND|-rare]]|regular [--family F]
         [--steps 1000] [--checkpoint WORK] [--fresh [--rotary] --lr 1e-3]
