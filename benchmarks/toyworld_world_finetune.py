@@ -188,6 +188,11 @@ def finetune(base, scenes: list[Scene], steps: int, lr: float, seed: int) -> flo
     return float(np.mean(losses[-100:]))
 
 
+def train_on_world(base, world: str, steps: int, lr: float, args) -> float:
+    """finetune on `args.scenes` scenes of the world (of `args.family`, if given); every phase draws with seed 7."""
+    return finetune(base, world_scenes(world, args.scenes, seed=7, family=args.family), steps, lr, seed=7)
+
+
 def save_family_grids(quality, args, setting: str) -> None:
     """toyworld_base's grids of the fine-tuned U-ViT; with --family F, a row of every sample asked for F instead."""
     prefix = f"toyworld_world_finetune{run_label(args)}_{args.world}_{args.family or 'all'}_{setting}"
@@ -228,12 +233,9 @@ def main() -> None:
         base = fresh_base(base, args.rotary)
     start, first = time.time(), {}
     if args.first_world:
-        scenes = world_scenes(args.first_world, args.scenes, seed=7, family=args.family)
-        first_loss = finetune(base, scenes, args.first_steps, args.first_lr, seed=7)
+        first_loss = train_on_world(base, args.first_world, args.first_steps, args.first_lr, args)
         first = {"first": {"world": args.first_world, "steps": args.first_steps, "final_loss": round(first_loss, 4)}}
-    loss = finetune(
-        base, world_scenes(args.world, args.scenes, seed=7, family=args.family), args.steps, args.lr, seed=7
-    )
+    loss = train_on_world(base, args.world, args.steps, args.lr, args)
     minutes = (time.time() - start) / 60
     rows = {}
     for name, sample in SETTINGS.items():
