@@ -35,8 +35,8 @@ first, in benchmarks/results/gpu_uvit.jsonl) and measure its U-ViT as any build'
 
 Measured (rows in benchmarks/results/gpu_uvit.jsonl, the calls' logs in gpu_uvit_2026-12-04*.log):
 - 2026-12-04, first session (H200, torch 2.11), --minutes 5.5 counted from after loading and timing: two runs
-  sharing the GPU at 0.053 and 0.077 s per step (batch 64 and 256, fp32) ran 5500 and 3700 steps; the README's
-  shapes-world status has what they measured.
+  sharing the GPU at 0.053 and 0.077 s per step (batch 64 and 256, fp32) ran 5500 and 3700 steps;
+  benchmarks/family_bar.md has what they measured.
 - 2026-12-04, second session: the flat U-ViT at batch 256, alone on the H200, once the stage waited for the GPU
   once per step instead of seven times: 0.048 s per step in fp32, 0.033 s in bf16. A step is 0.55 TFLOP of
   matmuls (--flops, counted on the CPU), so bf16 runs at 17 TFLOP/s: its profile gives 80% of the GPU's time to

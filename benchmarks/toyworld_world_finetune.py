@@ -26,12 +26,14 @@ measure whether a pattern learnt where the look varies little is kept when it va
 `--family F` draws every scene of one family: whether the U-ViT learns that family at all when nothing else
 competes for its capacity. `--fresh` trains a new U-ViT of the same architecture from scratch instead (`--rotary`:
 with rotary positions in its self-attention), so that architectures can be compared on one world without a whole
-build. Measured with the default sampling and with descriptor guidance (lD 5, lB 2, 36 steps, temperature 0).
+build. Measured with the default sampling and with descriptor guidance (lD 5, lB 2, 36 steps, temperature 0);
+`--measure-every N` also measures with the default sampling every N steps of the `--world` run (its grids named
+`..._default_atSTEP_...`), to see when a pattern comes.
 Appends to benchmarks/results/toyworld_world_finetune.jsonl; grids in benchmarks/results/toyworld_world_finetune_*.png.
 
     .venv/bin/python benchmarks/toyworld_world_finetune.py --world discrete|coarse|minimal[-NUISANCE[-KIND|-rare]]|regular [--family F]
         [--steps 1000] [--checkpoint WORK] [--fresh [--rotary] --lr 1e-3]
-        [--first-world W --first-steps N [--first-lr 1e-3]]
+        [--first-world W --first-steps N [--first-lr 1e-3]] [--measure-every N]
 """
 
 from __future__ import annotations
@@ -171,8 +173,9 @@ def run_label(args) -> str:
     return f"{checkpoint_label(args.checkpoint)}{fresh}{first}{steps}"
 
 
-def finetune(base, scenes: list[Scene], steps: int, lr: float, seed: int) -> float:
-    """Train the base's U-ViT in place on the scenes; returns the mean loss of the last 100 steps."""
+def finetune(base, scenes: list[Scene], steps: int, lr: float, seed: int, measure=None) -> float:
+    """Train the base's U-ViT in place on the scenes; returns the mean loss of the last 100 steps. `measure`, if
+    given, is called as measure(step, loss of the last 100 steps) after every step, the U-ViT in eval mode."""
     config = BuildConfig(uvit_lr=lr)
     data = uvit_data(base, scenes, encode_renders(base.vqvae, render_all(scenes)), config)
     uvit = base.transformer.requires_grad_(True).train()
@@ -184,13 +187,17 @@ def finetune(base, scenes: list[Scene], steps: int, lr: float, seed: int) -> flo
         losses.append(float(uvit_step(base, data, optimizer, config, generator)))
         if (step + 1) % 100 == 0:
             print(f"step {step + 1}: loss {np.mean(losses[-100:]):.4f}", flush=True)
+        if measure is not None and step + 1 < steps:
+            uvit.eval()
+            measure(step + 1, float(np.mean(losses[-100:])))
+            uvit.train()
     uvit.eval().requires_grad_(False)
     return float(np.mean(losses[-100:]))
 
 
-def train_on_world(base, world: str, steps: int, lr: float, args) -> float:
+def train_on_world(base, world: str, steps: int, lr: float, args, measure=None) -> float:
     """finetune on `args.scenes` scenes of the world (of `args.family`, if given); every phase draws with seed 7."""
-    return finetune(base, world_scenes(world, args.scenes, seed=7, family=args.family), steps, lr, seed=7)
+    return finetune(base, world_scenes(world, args.scenes, seed=7, family=args.family), steps, lr, 7, measure)
 
 
 def save_family_grids(quality, args, setting: str) -> None:
@@ -201,6 +208,20 @@ def save_family_grids(quality, args, setting: str) -> None:
         return
     asked = [p for p, f in zip(quality.images["family"], quality.families, strict=True) if f == args.family]
     save_png(grid([to_pil(p) for p in asked], columns=len(asked)), RESULTS / f"{prefix}_{args.family}.png")
+
+
+def measure_setting(base, ruler, args, setting: str, label: str = "") -> dict:
+    """The bar (evaluate.base_quality) with one of SETTINGS, its grids saved (`label` joins their names) and its
+    line printed; returns the record's row."""
+    quality = base_quality(base, ruler, args.per_content, SETTINGS[setting])
+    save_family_grids(quality, args, setting + label)
+    per = ", ".join(f"{f} {v:.0%}" for f, v in quality.family["per_family"].items())
+    print(
+        f"{args.world} {args.family or 'all families'} {setting}{label}: shape {quality.plain['shape']:.1%} "
+        f"colour {quality.plain['colour']:.1%} family {quality.family['family']:.1%} ({per})",
+        flush=True,
+    )
+    return {"plain": quality.plain, "family": quality.family}
 
 
 def main() -> None:
@@ -221,6 +242,9 @@ def main() -> None:
     parser.add_argument("--first-world", choices=list(WORLDS), default=None, help="train on this world first")
     parser.add_argument("--first-steps", type=int, default=0, help="with --first-world: its training steps")
     parser.add_argument("--first-lr", type=float, default=1e-3, help="with --first-world: its peak learning rate")
+    parser.add_argument(
+        "--measure-every", type=int, default=0, help="also measure (default sampling) every N steps of --world's run"
+    )
     args = parser.parse_args()
     if args.rotary and not args.fresh:
         parser.error("--rotary: only with --fresh (a trained U-ViT's attention was learnt without it)")
@@ -235,20 +259,19 @@ def main() -> None:
     if args.first_world:
         first_loss = train_on_world(base, args.first_world, args.first_steps, args.first_lr, args)
         first = {"first": {"world": args.first_world, "steps": args.first_steps, "final_loss": round(first_loss, 4)}}
-    loss = train_on_world(base, args.world, args.steps, args.lr, args)
-    minutes = (time.time() - start) / 60
-    rows = {}
-    for name, sample in SETTINGS.items():
-        quality = base_quality(base, ruler, args.per_content, sample)
-        save_family_grids(quality, args, name)
-        rows[name] = {"plain": quality.plain, "family": quality.family}
-        per = ", ".join(f"{f} {v:.0%}" for f, v in quality.family["per_family"].items())
-        print(
-            f"{args.world} {args.family or 'all families'} {name}: shape {quality.plain['shape']:.1%} "
-            f"colour {quality.plain['colour']:.1%} "
-            f"family {quality.family['family']:.1%} ({per})",
-            flush=True,
-        )
+    during, measuring_seconds = [], 0.0
+
+    def measure(step: int, loss: float) -> None:
+        nonlocal measuring_seconds
+        if args.measure_every and step % args.measure_every == 0:
+            began = time.time()
+            row = measure_setting(base, ruler, args, "default", f"_at{step}")
+            during.append({"step": step, "loss": round(loss, 4), "default": row})
+            measuring_seconds += time.time() - began
+
+    loss = train_on_world(base, args.world, args.steps, args.lr, args, measure)
+    minutes = (time.time() - start - measuring_seconds) / 60
+    rows = {name: measure_setting(base, ruler, args, name) for name in SETTINGS}
     record = {
         "world": args.world,
         "family": args.family,
@@ -256,6 +279,7 @@ def main() -> None:
         "final_loss": round(loss, 4),
         "train_minutes": round(minutes, 1),
         **first,
+        **({"during": during} if during else {}),
         "rows": rows,
     }
     append_result(RESULTS / "toyworld_world_finetune.jsonl", {**record, "settings": vars(args)})

@@ -71,7 +71,7 @@ class BuildConfig:
     # and samples come out speckled; a local encoder gives a flat region one code, while the conv decoder
     # still smooths near-misses (k-means patch tokens, with no decoder, sampled worse: toyworld_uvit_ab.py).
     # Off: with 400 steps its U-ViT honoured the family in 32% of samples (merged: 27%) and drew the asked
-    # shape in 82% (91%); the README's shapes-world status has the numbers.
+    # shape in 82% (91%); benchmarks/family_bar.md has the numbers.
     vq_local_steps: int = 0
     uvit_steps: int = 8_000
     uvit_batch: int = 64
@@ -79,24 +79,26 @@ class BuildConfig:
     # ConvNeXt blocks at the 16x16 token grid on each side of the U-ViT's 2x2 resampling (UViTConfig): 0, as
     # measured by benchmarks/toyworld_uvit_ab.py (merged256_fullres learned no faster per second), and a U-ViT
     # with 1, trained 3750 steps, drew fewer of the asked shapes than the shipped one and, with descriptor
-    # guidance, honoured the named family less often (README, 2026-12-02).
+    # guidance, honoured the named family less often (benchmarks/family_bar.md, 2026-12-02).
     uvit_full_resolution_blocks: int = 0
-    # Channels of the U-ViT's conv path (the token embedding stays 64 wide). At 64 its 2x2 downsampling squeezes
-    # a cell's four tokens into a quarter of their width; 256 keeps them all and learns more per step, at 2.5x
-    # the time per step (benchmarks/toyworld_uvit_ab.py, merged256_wide). 64: trained 4850 steps at 256, it drew
-    # more of the asked shapes (97.7% against 91.4%) but honoured the named family no more often (README).
+    # Channels of the U-ViT's conv path (the token embedding stays 64 wide). At 64 its 2x2 downsampling squeezes a
+    # cell's four tokens into a quarter of their width; 256 keeps them all and learns more per step, at 2.5x the
+    # time per step (benchmarks/toyworld_uvit_ab.py, merged256_wide). 64: trained 4850 steps at 256, it drew more of
+    # the asked shapes (97.7% against 91.4%) but honoured the named family no more often (benchmarks/family_bar.md).
     uvit_block_channels: int = 64
-    # Width and depth of the U-ViT's transformer (its 8x8 positions); the MLP is 3x the width. 128 and 5: at 256
-    # and 8, trained 3500 steps, it drew fewer of the asked shapes (78.9%) and honoured the named family no more
-    # often (25.0%; 34.4% with descriptor guidance against 60.9%) than the shipped one (README, 2026-12-02).
+    # Width and depth of the U-ViT's transformer (its 8x8 positions); the MLP is 3x the width. 128 and 5: at 256 and
+    # 8, trained 3500 steps, it drew fewer of the asked shapes (78.9%) and honoured the named family no more often
+    # (25.0%; 34.4% with descriptor guidance against 60.9%) than the shipped one (benchmarks/family_bar.md,
+    # 2026-12-02).
     uvit_hidden_size: int = 128
     uvit_layers: int = 5
     # False: no 2x2 down/up-sampling, so the transformer layers see all 16x16 tokens, one position each, as
-    # MaskGIT's do (2.2-3.0 s per step on 2 CPU cores). Kept True: trained 8000 steps, the flat U-ViT drew the
-    # asked shape in 99% of samples but honoured the named family in 36% (59% with descriptor guidance; README,
-    # 2026-12-03), where the shipped one reaches 91% and 27% (61%): both miss the 90% family bar. Sampled with
-    # the plausibility constraint it leads, 58% against 43% (62.5% after 3700 steps at batch 256 on an H200),
-    # still far from the bar; shipping it would mean re-running every benchmark measured on the shipped base.
+    # MaskGIT's do (2.2-3.0 s per step on 2 CPU cores). Kept True: trained 8000 steps, the flat U-ViT drew the asked
+    # shape in 99% of samples but honoured the named family in 36% (59% with descriptor guidance;
+    # benchmarks/family_bar.md, 2026-12-03), where the shipped one reaches 91% and 27% (61%): both miss the 90%
+    # family bar. Sampled with the plausibility constraint it leads, 58% against 43% (62.5% after 3700 steps at
+    # batch 256 on an H200), still far from the bar; shipping it would mean re-running every benchmark measured on
+    # the shipped base.
     uvit_downsample: bool = True
     # "bf16": the U-ViT's forward autocast to bfloat16, for a GPU: on an H200 the flat U-ViT's step at batch 256
     # took 0.033 s against 0.048 s in fp32 (benchmarks/gpu_uvit.py). "fp32" on a CPU, which emulates bf16.
@@ -108,15 +110,16 @@ class BuildConfig:
     uvit_compile: bool = False
     # "fourier": the U-ViT's learned position embedding starts as plane waves over the token grid (8 orientations,
     # periods of 2-4 tokens, the periods of the world's stripes, dots and hatching), so that a periodic fill is a
-    # sum of features the U-ViT already has; "random": the usual small noise. Measured from scratch, 2000 steps
-    # each (README, 2026-12-04): fourier drew the asked shape in 91% of samples against 66%, but striped, dotted,
-    # checkered and hatched fills in 0-6% either way. "random" stays the default: the shipped base was built so.
+    # sum of features the U-ViT already has; "random": the usual small noise. Measured from scratch, 2000 steps each
+    # (benchmarks/family_bar.md, 2026-12-04): fourier drew the asked shape in 91% of samples against 66%, but
+    # striped, dotted, checkered and hatched fills in 0-6% either way. "random" stays the default: the shipped base
+    # was built so.
     uvit_position_init: str = "random"
-    # Rotary positions in the transformer's self-attention (UViTConfig.rotary_positions), so that attention
-    # depends on the offset between tokens, the same anywhere on the grid, as a periodic fill does. Off: trained
-    # from scratch on the minimal world's striped scenes (1500 steps, README, 2026-12-04) it ended at a lower loss
-    # (2.01 against 2.07 nats) but drew striped fills no more often (8% against 14%), and the shipped base was
-    # built without it.
+    # Rotary positions in the transformer's self-attention (UViTConfig.rotary_positions), so that attention depends
+    # on the offset between tokens, the same anywhere on the grid, as a periodic fill does. Off: trained from
+    # scratch on the minimal world's striped scenes (1500 steps, benchmarks/family_bar.md, 2026-12-04) it ended at a
+    # lower loss (2.01 against 2.07 nats) but drew striped fills no more often (8% against 14%), and the shipped
+    # base was built without it.
     uvit_rotary: bool = False
     plain_prompt_rate: float = 0.25  # prompts without the style descriptor, so "a red star" means something
     cond_dropout: float = 0.1
