@@ -175,7 +175,8 @@ def run_label(args) -> str:
 
 def finetune(base, scenes: list[Scene], steps: int, lr: float, seed: int, measure=None) -> float:
     """Train the base's U-ViT in place on the scenes; returns the mean loss of the last 100 steps. `measure`, if
-    given, is called as measure(step, loss of the last 100 steps) after every step, the U-ViT in eval mode."""
+    given, is called as measure(step, loss of the last 100 steps) after every step but the last, the U-ViT in
+    eval mode."""
     config = BuildConfig(uvit_lr=lr)
     data = uvit_data(base, scenes, encode_renders(base.vqvae, render_all(scenes)), config)
     uvit = base.transformer.requires_grad_(True).train()
@@ -250,6 +251,8 @@ def main() -> None:
         parser.error("--rotary: only with --fresh (a trained U-ViT's attention was learnt without it)")
     if bool(args.first_world) != (args.first_steps > 0):
         parser.error("--first-world and --first-steps: give both or neither")
+    if args.measure_every < 0:
+        parser.error(f"--measure-every: {args.measure_every} is negative (0: measure only at the end)")
 
     torch.manual_seed(0)
     (base, _), ruler = load_measured_base(args), Ruler.load(ASSETS)
