@@ -173,10 +173,10 @@ def run_label(args) -> str:
     return f"{checkpoint_label(args.checkpoint)}{fresh}{first}{steps}"
 
 
-def finetune(base, scenes: list[Scene], steps: int, lr: float, seed: int, measure=None) -> float:
-    """Train the base's U-ViT in place on the scenes; returns the mean loss of the last 100 steps. `measure`, if
-    given, is called as measure(step, loss of the last 100 steps) after every step but the last, the U-ViT in
-    eval mode."""
+def finetune(base, scenes: list[Scene], steps: int, lr: float, seed: int, measure=None, every: int = 0) -> float:
+    """Train the base's U-ViT in place on the scenes; returns the mean loss of the last 100 steps. With `every` > 0,
+    measure(step, loss of the last 100 steps) is called every `every` steps before the last, the U-ViT in eval
+    mode."""
     config = BuildConfig(uvit_lr=lr)
     data = uvit_data(base, scenes, encode_renders(base.vqvae, render_all(scenes)), config)
     uvit = base.transformer.requires_grad_(True).train()
@@ -188,7 +188,7 @@ def finetune(base, scenes: list[Scene], steps: int, lr: float, seed: int, measur
         losses.append(float(uvit_step(base, data, optimizer, config, generator)))
         if (step + 1) % 100 == 0:
             print(f"step {step + 1}: loss {np.mean(losses[-100:]):.4f}", flush=True)
-        if measure is not None and step + 1 < steps:
+        if every and (step + 1) % every == 0 and step + 1 < steps:
             uvit.eval()
             measure(step + 1, float(np.mean(losses[-100:])))
             uvit.train()
@@ -196,9 +196,9 @@ def finetune(base, scenes: list[Scene], steps: int, lr: float, seed: int, measur
     return float(np.mean(losses[-100:]))
 
 
-def train_on_world(base, world: str, steps: int, lr: float, args, measure=None) -> float:
+def train_on_world(base, world: str, steps: int, lr: float, args, measure=None, every: int = 0) -> float:
     """finetune on `args.scenes` scenes of the world (of `args.family`, if given); every phase draws with seed 7."""
-    return finetune(base, world_scenes(world, args.scenes, seed=7, family=args.family), steps, lr, 7, measure)
+    return finetune(base, world_scenes(world, args.scenes, seed=7, family=args.family), steps, lr, 7, measure, every)
 
 
 def save_family_grids(quality, args, setting: str) -> None:
@@ -266,13 +266,12 @@ def main() -> None:
 
     def measure(step: int, loss: float) -> None:
         nonlocal measuring_seconds
-        if args.measure_every and step % args.measure_every == 0:
-            began = time.time()
-            row = measure_setting(base, ruler, args, "default", f"_at{step}")
-            during.append({"step": step, "loss": round(loss, 4), "default": row})
-            measuring_seconds += time.time() - began
+        began = time.time()
+        row = measure_setting(base, ruler, args, "default", f"_at{step}")
+        during.append({"step": step, "loss": round(loss, 4), "default": row})
+        measuring_seconds += time.time() - began
 
-    loss = train_on_world(base, args.world, args.steps, args.lr, args, measure)
+    loss = train_on_world(base, args.world, args.steps, args.lr, args, measure, args.measure_every)
     minutes = (time.time() - start - measuring_seconds) / 60
     rows = {name: measure_setting(base, ruler, args, name) for name in SETTINGS}
     record = {
