@@ -32,7 +32,7 @@ from toyworld_uvit_ab import token_stats  # noqa: E402
 
 from styledrop.toyworld.build import ASSETS  # noqa: E402
 from styledrop.toyworld.metrics import Ruler, render_pixels  # noqa: E402
-from styledrop.toyworld.render import FAMILIES, Scene, family_descriptor  # noqa: E402
+from styledrop.toyworld.render import FAMILIES, Scene  # noqa: E402
 from styledrop.toyworld.world import sample_content, sample_style  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -122,7 +122,9 @@ def family_word(base, tokens: torch.Tensor, scenes: list[Scene]) -> dict:
     families = [s.style.family for s in scenes]
     prompts = {
         "right": [s.prompt(True) for s in scenes],
-        "wrong": [f"{s.content.prompt()} {family_descriptor(wrong(f))}" for s, f in zip(scenes, families, strict=True)],
+        "wrong": [
+            Scene(s.content, s.style.replace(family=wrong(f))).prompt() for s, f in zip(scenes, families, strict=True)
+        ],
         "plain": [s.prompt(False) for s in scenes],
     }
     losses = {name: nll(p) for name, p in prompts.items()}

@@ -32,7 +32,7 @@ build. Measured with the default sampling and with descriptor guidance (lD 5, lB
 Appends to benchmarks/results/toyworld_world_finetune.jsonl; grids in benchmarks/results/toyworld_world_finetune_*.png.
 
     .venv/bin/python benchmarks/toyworld_world_finetune.py --world discrete|coarse|minimal[-NUISANCE[-KIND|-rare]]|regular [--family F]
-        [--steps 1000] [--checkpoint WORK] [--fresh [--rotary] --lr 1e-3]
+        [--steps 1000] [--batch 64] [--checkpoint WORK] [--fresh [--rotary] --lr 1e-3]
         [--first-world W --first-steps N [--first-lr 1e-3]] [--measure-every N]
 """
 
@@ -170,14 +170,17 @@ def run_label(args) -> str:
     fresh = "_" + uvit_kind(args).replace(", ", "_") if args.fresh else ""
     first = f"_after-{args.first_world}{args.first_steps}" if args.first_world else ""
     steps = f"_{args.steps}steps" if args.steps != DEFAULT_STEPS else ""
-    return f"{checkpoint_label(args.checkpoint)}{fresh}{first}{steps}"
+    batch = f"_batch{args.batch}" if args.batch != 64 else ""
+    return f"{checkpoint_label(args.checkpoint)}{fresh}{first}{steps}{batch}"
 
 
-def finetune(base, scenes: list[Scene], steps: int, lr: float, seed: int, measure=None, every: int = 0) -> float:
-    """Train the base's U-ViT in place on the scenes; returns the mean loss of the last 100 steps. With `every` > 0,
-    measure(step, loss of the last 100 steps) is called every `every` steps before the last, the U-ViT in eval
-    mode."""
-    config = BuildConfig(uvit_lr=lr)
+def finetune(
+    base, scenes: list[Scene], steps: int, lr: float, seed: int, measure=None, every: int = 0, batch: int = 64
+) -> float:
+    """Train the base's U-ViT in place on the scenes, `batch` scenes a step; returns the mean loss of the last 100
+    steps. With `every` > 0, measure(step, loss of the last 100 steps) is called every `every` steps before the
+    last, the U-ViT in eval mode."""
+    config = BuildConfig(uvit_lr=lr, uvit_batch=batch)
     data = uvit_data(base, scenes, encode_renders(base.vqvae, render_all(scenes)), config)
     uvit = base.transformer.requires_grad_(True).train()
     optimizer = torch.optim.AdamW(uvit.parameters(), lr=lr, weight_decay=0.01)
@@ -197,8 +200,10 @@ def finetune(base, scenes: list[Scene], steps: int, lr: float, seed: int, measur
 
 
 def train_on_world(base, world: str, steps: int, lr: float, args, measure=None, every: int = 0) -> float:
-    """finetune on `args.scenes` scenes of the world (of `args.family`, if given); every phase draws with seed 7."""
-    return finetune(base, world_scenes(world, args.scenes, seed=7, family=args.family), steps, lr, 7, measure, every)
+    """finetune on `args.scenes` scenes of the world (of `args.family`, if given), `args.batch` a step; every phase
+    draws with seed 7."""
+    scenes = world_scenes(world, args.scenes, seed=7, family=args.family)
+    return finetune(base, scenes, steps, lr, 7, measure, every, args.batch)
 
 
 def save_family_grids(quality, args, setting: str) -> None:
@@ -238,6 +243,7 @@ def main() -> None:
         "--steps", type=int, default=DEFAULT_STEPS, help="training steps (named in the grids when not the default)"
     )
     parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--batch", type=int, default=64, help="scenes per step (the build's U-ViT stage: 64)")
     parser.add_argument("--scenes", type=int, default=20_000)
     parser.add_argument("--per-content", type=int, default=2)
     parser.add_argument("--first-world", choices=list(WORLDS), default=None, help="train on this world first")
@@ -251,6 +257,8 @@ def main() -> None:
         parser.error("--rotary: only with --fresh (a trained U-ViT's attention was learnt without it)")
     if bool(args.first_world) != (args.first_steps > 0):
         parser.error("--first-world and --first-steps: give both or neither")
+    if args.batch < 1:
+        parser.error(f"--batch: {args.batch} is not a positive number of scenes")
     if args.measure_every < 0:
         parser.error(f"--measure-every: {args.measure_every} is negative (0: measure only at the end)")
 
