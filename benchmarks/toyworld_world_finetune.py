@@ -28,7 +28,8 @@ competes for its capacity. `--fresh` trains a new U-ViT of the same architecture
 with rotary positions in its self-attention), so that architectures can be compared on one world without a whole
 build. Measured with the default sampling and with descriptor guidance (lD 5, lB 2, 36 steps, temperature 0);
 `--measure-every N` also measures with the default sampling every N steps of the `--world` run (its grids named
-`..._default_atSTEP_...`), to see when a pattern comes.
+`..._default_atSTEP_...`), to see when a pattern comes. `--batch N` trains N scenes a step instead of the build's
+64: does a bigger batch stand in for steps?
 Appends to benchmarks/results/toyworld_world_finetune.jsonl; grids in benchmarks/results/toyworld_world_finetune_*.png.
 
     .venv/bin/python benchmarks/toyworld_world_finetune.py --world discrete|coarse|minimal[-NUISANCE[-KIND|-rare]]|regular [--family F]
@@ -63,6 +64,7 @@ from styledrop.toyworld.world import in_held_out_region, render_all, sample_cont
 
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_STEPS = 1000
+DEFAULT_BATCH = BuildConfig().uvit_batch  # the build's U-ViT stage
 SETTINGS = {
     "default": SampleConfig(batch_size=64),
     "descriptor": SampleConfig(steps=36, temperature=0.0, guidance=2.0, descriptor_guidance=5.0, batch_size=64),
@@ -170,12 +172,19 @@ def run_label(args) -> str:
     fresh = "_" + uvit_kind(args).replace(", ", "_") if args.fresh else ""
     first = f"_after-{args.first_world}{args.first_steps}" if args.first_world else ""
     steps = f"_{args.steps}steps" if args.steps != DEFAULT_STEPS else ""
-    batch = f"_batch{args.batch}" if args.batch != 64 else ""
+    batch = f"_batch{args.batch}" if args.batch != DEFAULT_BATCH else ""
     return f"{checkpoint_label(args.checkpoint)}{fresh}{first}{steps}{batch}"
 
 
 def finetune(
-    base, scenes: list[Scene], steps: int, lr: float, seed: int, measure=None, every: int = 0, batch: int = 64
+    base,
+    scenes: list[Scene],
+    steps: int,
+    lr: float,
+    seed: int,
+    measure=None,
+    every: int = 0,
+    batch: int = DEFAULT_BATCH,
 ) -> float:
     """Train the base's U-ViT in place on the scenes, `batch` scenes a step; returns the mean loss of the last 100
     steps. With `every` > 0, measure(step, loss of the last 100 steps) is called every `every` steps before the
@@ -243,7 +252,7 @@ def main() -> None:
         "--steps", type=int, default=DEFAULT_STEPS, help="training steps (named in the grids when not the default)"
     )
     parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--batch", type=int, default=64, help="scenes per step (the build's U-ViT stage: 64)")
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="scenes per step (named when not the default)")
     parser.add_argument("--scenes", type=int, default=20_000)
     parser.add_argument("--per-content", type=int, default=2)
     parser.add_argument("--first-world", choices=list(WORLDS), default=None, help="train on this world first")
