@@ -38,6 +38,7 @@ def finished_uvit(work, device="cpu", deadline=math.inf, config=UVIT_TINY):
     "changes, message",
     [
         ({"uvit_steps": 0}, "--uvit-steps: out of range"),
+        ({"uvit_cycles": 0}, "--uvit-cycles: out of range"),
         ({"token_groups": 4096}, "--token-groups: out of range"),
         ({"uvit_hidden_size": 130}, "--uvit-hidden: must be a positive multiple of 4"),
         ({"uvit_block_channels": 0}, "--uvit-channels: must be a positive multiple of 4"),
@@ -120,6 +121,26 @@ def test_an_interrupted_uvit_stage_resumes_to_the_same_weights(tmp_path):
         vq = train_vq(tmp_path / "whole", other, math.inf, progress=False)
         clip = train_clip(tmp_path / "whole", other, math.inf, progress=False)
         train_uvit(tmp_path / "whole", other, token_vq(vq, other), clip, math.inf, False)
+
+
+def test_a_second_uvit_cycle_trains_on_from_the_first_and_resumes(tmp_path):
+    """Cycle 2 starts from cycle 1's weights, on a pool of its own, in a stage of its own that leaves cycle 1's
+    checkpoint as it was; stopped after every step, it ends where one run ends."""
+    from styledrop.toyworld.build import export_checkpoint
+
+    two = dataclasses.replace(UVIT_TINY, uvit_cycles=2)
+    first = finished_uvit(tmp_path / "whole")[1].state_dict()
+    first_file = (tmp_path / "whole" / "uvit" / "state.safetensors").read_bytes()
+    whole = finished_uvit(tmp_path / "whole", config=two)[1].state_dict()
+    cut = finished_uvit(tmp_path / "cut", deadline=0.0, config=two)[1].state_dict()
+    assert all(torch.equal(whole[k], cut[k]) for k in whole)
+    assert (tmp_path / "whole" / "uvit" / "state.safetensors").read_bytes() == first_file
+    # Three warm-up steps (at 1/200, 2/200, 3/200 of the peak) move a weight by hundredths of the learning rate, at
+    # most; a U-ViT not started from cycle 1's weights would differ from them by its whole initialisation.
+    moved = max((whole[k] - first[k]).abs().max().item() for k in first if first[k].is_floating_point())
+    assert 0 < moved < two.uvit_lr
+    assert len(list((tmp_path / "whole" / "data").glob(f"tokens-0-{two.pool}-cycle2-*.npz"))) == 1
+    assert export_checkpoint(tmp_path / "whole", tmp_path / "out", two)[1] == 2 * two.uvit_steps
 
 
 def test_a_bf16_uvit_step_autocasts_the_same_objective(tiny_base):

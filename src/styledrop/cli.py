@@ -287,7 +287,13 @@ def add_build_toy_base(sub) -> None:
     p.add_argument(
         "--vq-local-steps", type=int, default=0, help="fine-tune a VQ with a patch-local encoder for the U-ViT (0: off)"
     )
-    p.add_argument("--uvit-steps", type=int, default=B.uvit_steps, help="training steps of the U-ViT")
+    p.add_argument("--uvit-steps", type=int, default=B.uvit_steps, help="training steps of the U-ViT (of each cycle)")
+    p.add_argument(
+        "--uvit-cycles",
+        type=int,
+        default=B.uvit_cycles,
+        help="cosine cycles of the U-ViT, each from the last's weights",
+    )
     p.add_argument("--uvit-channels", type=int, default=B.uvit_block_channels, help="channels of the U-ViT's conv path")
     p.add_argument("--uvit-hidden", type=int, default=B.uvit_hidden_size, help="width of the U-ViT's transformer")
     p.add_argument("--uvit-layers", type=int, default=B.uvit_layers, help="transformer layers of the U-ViT")
@@ -318,6 +324,7 @@ def run_build_toy_base(args) -> None:
         seed=args.seed,
         vq_local_steps=args.vq_local_steps,
         uvit_steps=args.uvit_steps,
+        uvit_cycles=args.uvit_cycles,
         uvit_block_channels=args.uvit_channels,
         uvit_hidden_size=args.uvit_hidden,
         uvit_layers=args.uvit_layers,
