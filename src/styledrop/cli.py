@@ -288,12 +288,7 @@ def add_build_toy_base(sub) -> None:
         "--vq-local-steps", type=int, default=0, help="fine-tune a VQ with a patch-local encoder for the U-ViT (0: off)"
     )
     p.add_argument("--uvit-steps", type=int, default=B.uvit_steps, help="training steps of the U-ViT (of each cycle)")
-    p.add_argument(
-        "--uvit-cycles",
-        type=int,
-        default=B.uvit_cycles,
-        help="cosine cycles of the U-ViT, each from the last's weights",
-    )
+    p.add_argument("--uvit-cycles", type=int, default=B.uvit_cycles, help="U-ViT cycles, each from the last's weights")
     p.add_argument("--uvit-channels", type=int, default=B.uvit_block_channels, help="channels of the U-ViT's conv path")
     p.add_argument("--uvit-hidden", type=int, default=B.uvit_hidden_size, help="width of the U-ViT's transformer")
     p.add_argument("--uvit-layers", type=int, default=B.uvit_layers, help="transformer layers of the U-ViT")
