@@ -125,7 +125,10 @@ def test_an_interrupted_uvit_stage_resumes_to_the_same_weights(tmp_path):
 
 def test_a_second_uvit_cycle_trains_on_from_the_first_and_resumes(tmp_path):
     """Cycle 2 starts from cycle 1's weights, on a pool of its own, in a stage of its own that leaves cycle 1's
-    checkpoint as it was; stopped after every step, it ends where one run ends."""
+    checkpoint as it was; stopped after every step, it ends where one run ends. Once it is finished, cycle 1's
+    checkpoint can go."""
+    import shutil
+
     from styledrop.toyworld.build import export_checkpoint
 
     two = dataclasses.replace(UVIT_TINY, uvit_cycles=2)
@@ -141,6 +144,9 @@ def test_a_second_uvit_cycle_trains_on_from_the_first_and_resumes(tmp_path):
     assert 0 < moved < two.uvit_lr
     assert len(list((tmp_path / "whole" / "data").glob(f"tokens-0-{two.pool}-cycle2-*.npz"))) == 1
     assert export_checkpoint(tmp_path / "whole", tmp_path / "out", two)[1] == 2 * two.uvit_steps
+    shutil.rmtree(tmp_path / "whole" / "uvit")  # a finished cycle 2 is all a build of two cycles needs
+    again = finished_uvit(tmp_path / "whole", config=two)[1].state_dict()
+    assert all(torch.equal(whole[k], again[k]) for k in whole) and not (tmp_path / "whole" / "uvit").exists()
 
 
 def test_a_bf16_uvit_step_autocasts_the_same_objective(tiny_base):

@@ -76,10 +76,11 @@ class BuildConfig:
     uvit_steps: int = 8_000
     # Cosine cycles of uvit_steps each (warm restarts). A cycle after the first starts from the last one's weights
     # with a fresh AdamW (a finished stage keeps weights only) and a new pool of scenes, in a stage of its own
-    # (`uvit_cycle2`, ...), so a finished build trains further without redoing what it has done. 1: the shipped base
-    # has one. A second (benchmarks/family_bar.md, 2026-12-06) lifts the named family from 43% to 55% of samples
-    # with the default sampling and from 64% to 71% with descriptor guidance, little of it in stripes: short of the
-    # 90% bar, so not yet shipped (a new base means re-running every benchmark measured on this one).
+    # (`uvit_cycle2`, ...), so a finished build trains further without redoing what it has done (and, once a cycle
+    # is finished, needs none of the checkpoints before it). 1: the shipped base has one. A second
+    # (benchmarks/family_bar.md, 2026-12-06) lifts the named family from 43% to 55% of samples with the default
+    # sampling and from 64% to 71% with descriptor guidance, little of it in stripes: short of the 90% bar, so not
+    # yet shipped (a new base means re-running every benchmark measured on this one).
     uvit_cycles: int = 1
     uvit_batch: int = 64
     uvit_lr: float = 1e-3
@@ -383,6 +384,11 @@ def uvit_stage_name(config: BuildConfig, cycle: int = 1) -> str:
     return name if cycle == 1 else f"{name}_cycle{cycle}"
 
 
+def is_finished(folder: Path) -> bool:
+    """Whether a stage's folder holds its finished weights."""
+    return is_complete(folder) and bool(read_meta(folder).get("done"))
+
+
 def latest_uvit_cycle(work: Path, config: BuildConfig) -> int:
     """The last U-ViT cycle with a checkpoint in work (1 when none has one)."""
     cycle = 1
@@ -667,8 +673,9 @@ def train_uvit(
 ):
     """tokens_vq: the VQ whose codes the U-ViT learns to predict (`uvit_tokens`). Returns the finished U-ViT (of
     the last cycle) on the CPU, or None while unfinished."""
+    finished = [c for c in range(1, config.uvit_cycles + 1) if is_finished(work / uvit_stage_name(config, c))]
     uvit = None
-    for cycle in range(1, config.uvit_cycles + 1):
+    for cycle in range(finished[-1] if finished else 1, config.uvit_cycles + 1):  # a finished cycle needs none before
         uvit = train_uvit_cycle(work, config, tokens_vq, clip, deadline, progress, device, cycle, uvit)
         if uvit is None:
             return None
