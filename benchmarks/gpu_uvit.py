@@ -5,8 +5,9 @@ GPU.
 
 Here, once (the GPU image has every other package this needs; the working tree and the wheels travel within 64
 MiB, and the tracked files alone were 57.5 MiB on 2026-12-04, so the wheel leaves out the pipelines, which this
-run never imports: benchmarks/slim_wheel.py; at 62.3 MiB on 2026-12-06 they leave no room for it, so move
-benchmarks/results/, which the run never reads, out of the working tree for the call and back after):
+run never imports: benchmarks/slim_wheel.py; at 62.3 MiB on 2026-12-06, by `git ls-files -z | xargs -0 du -cb`,
+they leave no room for it, so move benchmarks/results/, which the run never reads, out of the working tree for
+the call and back after):
     .venv/bin/pip download --no-deps -d .whl/slim diffusers==0.42.1
     .venv/bin/python benchmarks/slim_wheel.py .whl/slim/diffusers-*.whl \
         --drop diffusers/pipelines diffusers/modular_pipelines
