@@ -29,11 +29,16 @@ with rotary positions in its self-attention), so that architectures can be compa
 build. Measured with the default sampling and with descriptor guidance (lD 5, lB 2, 36 steps, temperature 0);
 `--measure-every N` also measures with the default sampling every N steps of the `--world` run (its grids named
 `..._default_atSTEP_...`), to see when a pattern comes. `--batch N` trains N scenes a step instead of the build's
-64: does a bigger batch stand in for steps?
+64: does a bigger batch stand in for steps? `--fill-weight W` weighs the loss of the tokens inside the shape W
+times those of the backdrop (by the shape's coverage of each token's pixels): the backdrop's grids and textures
+fill most of an image's tokens, and its variety is what most delays the stripes; does a larger share of the
+gradient for the fill bring them sooner? A grid's name gives the learning rate when it is not the build's
+U-ViT peak, 1e-3 (grids made before 2026-12-06 do not: those of the 1000-step fine-tunes are at 3e-4, the
+batch-256 run's at 2e-3).
 Appends to benchmarks/results/toyworld_world_finetune.jsonl; grids in benchmarks/results/toyworld_world_finetune_*.png.
 
     .venv/bin/python benchmarks/toyworld_world_finetune.py --world discrete|coarse|minimal[-NUISANCE[-KIND|-rare]]|regular [--family F]
-        [--steps 1000] [--batch 64] [--checkpoint WORK] [--fresh [--rotary] --lr 1e-3]
+        [--steps 1000] [--batch 64] [--checkpoint WORK] [--fresh [--rotary] --lr 1e-3] [--fill-weight 1]
         [--first-world W --first-steps N [--first-lr 1e-3]] [--measure-every N]
 """
 
@@ -59,7 +64,7 @@ from styledrop.pipeline import SampleConfig  # noqa: E402
 from styledrop.toyworld.build import ASSETS, BuildConfig, cosine_lr, encode_renders, uvit_data, uvit_step  # noqa: E402
 from styledrop.toyworld.evaluate import base_quality  # noqa: E402
 from styledrop.toyworld.metrics import Ruler  # noqa: E402
-from styledrop.toyworld.render import FAMILIES, Scene  # noqa: E402
+from styledrop.toyworld.render import FAMILIES, SIZE, Scene, shape_mask  # noqa: E402
 from styledrop.toyworld.world import in_held_out_region, render_all, sample_content, sample_style  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -167,13 +172,15 @@ def uvit_kind(args) -> str:
 
 
 def run_label(args) -> str:
-    """What a grid's name says of the run: the checkpoint, a fresh U-ViT's kind, a curriculum's first world and
-    steps, and the steps when not the default."""
+    """What a grid's name says of the run: the checkpoint, a fresh U-ViT's kind, the learning rate when not the
+    build's, a curriculum's first world and steps, and the steps and batch when not the default."""
     fresh = "_" + uvit_kind(args).replace(", ", "_") if args.fresh else ""
+    lr = f"_lr{args.lr:g}" if args.lr != BuildConfig().uvit_lr else ""
     first = f"_after-{args.first_world}{args.first_steps}" if args.first_world else ""
     steps = f"_{args.steps}steps" if args.steps != DEFAULT_STEPS else ""
     batch = f"_batch{args.batch}" if args.batch != DEFAULT_BATCH else ""
-    return f"{checkpoint_label(args.checkpoint)}{fresh}{first}{steps}{batch}"
+    fill = f"_fill{args.fill_weight:g}" if args.fill_weight != 1 else ""
+    return f"{checkpoint_label(args.checkpoint)}{fresh}{lr}{first}{steps}{batch}{fill}"
 
 
 def finetune(
@@ -185,12 +192,17 @@ def finetune(
     measure=None,
     every: int = 0,
     batch: int = DEFAULT_BATCH,
+    fill_weight: float = 1.0,
 ) -> float:
-    """Train the base's U-ViT in place on the scenes, `batch` scenes a step; returns the mean loss of the last 100
-    steps. With `every` > 0, measure(step, loss of the last 100 steps) is called every `every` steps before the
-    last, the U-ViT in eval mode."""
+    """Train the base's U-ViT in place on the scenes, `batch` scenes a step, the loss of the tokens inside the
+    shape weighed fill_weight times those outside; returns the mean loss of the last 100 steps. With `every` > 0,
+    measure(step, loss of the last 100 steps) is called every `every` steps before the last, the U-ViT in eval
+    mode."""
     config = BuildConfig(uvit_lr=lr, uvit_batch=batch)
-    data = uvit_data(base, scenes, encode_renders(base.vqvae, render_all(scenes)), config)
+    tokens = encode_renders(base.vqvae, render_all(scenes))
+    data = uvit_data(base, scenes, tokens, config)
+    if fill_weight != 1:
+        data["weights"] = 1 + (fill_weight - 1) * token_coverage(scenes, tokens.shape[-1])
     uvit = base.transformer.requires_grad_(True).train()
     optimizer = torch.optim.AdamW(uvit.parameters(), lr=lr, weight_decay=0.01)
     generator, losses = torch.Generator().manual_seed(seed), []
@@ -208,11 +220,18 @@ def finetune(
     return float(np.mean(losses[-100:]))
 
 
+def token_coverage(scenes: list[Scene], grid: int) -> torch.Tensor:
+    """(n, grid, grid) the shape's mean coverage of each token's pixels, per scene."""
+    cell = SIZE // grid
+    masks = np.stack([shape_mask(s.content) for s in scenes])
+    return torch.from_numpy(masks.reshape(len(scenes), grid, cell, grid, cell).mean(axis=(2, 4))).float()
+
+
 def train_on_world(base, world: str, steps: int, lr: float, args, measure=None, every: int = 0) -> float:
-    """finetune on `args.scenes` scenes of the world (of `args.family`, if given), `args.batch` a step; every phase
-    draws with seed 7."""
+    """finetune on `args.scenes` scenes of the world (of `args.family`, if given), `args.batch` a step, the fill's
+    tokens weighed `args.fill_weight`; every phase draws with seed 7."""
     scenes = world_scenes(world, args.scenes, seed=7, family=args.family)
-    return finetune(base, scenes, steps, lr, 7, measure, every, args.batch)
+    return finetune(base, scenes, steps, lr, 7, measure, every, args.batch, args.fill_weight)
 
 
 def save_family_grids(quality, args, setting: str) -> None:
@@ -254,6 +273,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="scenes per step (named when not the default)")
     parser.add_argument("--scenes", type=int, default=20_000)
+    parser.add_argument(
+        "--fill-weight", type=float, default=1.0, help="loss weight of the shape's tokens against the backdrop's"
+    )
     parser.add_argument("--per-content", type=int, default=2)
     parser.add_argument("--first-world", choices=list(WORLDS), default=None, help="train on this world first")
     parser.add_argument("--first-steps", type=int, default=0, help="with --first-world: its training steps")
@@ -270,6 +292,8 @@ def main() -> None:
         parser.error(f"--batch: {args.batch} is not a positive number of scenes")
     if args.measure_every < 0:
         parser.error(f"--measure-every: {args.measure_every} is negative (0: measure only at the end)")
+    if args.fill_weight <= 0:
+        parser.error(f"--fill-weight: {args.fill_weight} is not positive")
 
     torch.manual_seed(0)
     (base, _), ruler = load_measured_base(args), Ruler.load(ASSETS)

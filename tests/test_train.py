@@ -19,13 +19,38 @@ PROMPT = "a circle in striped style"
 FAST = dict(batch_size=4, lr=1e-3, crops_per_image=2)
 
 
+def centre_crop(base, image):
+    """(tokens (1, h, w) of the image's centre crop, its conditioning on PROMPT)."""
+    data = build_training_set(base, [image], [PROMPT], TrainConfig(crops_per_image=1, flip=False), torch.Generator())
+    return data.tokens, Conditioning(data.text.hidden, data.text.pooled, data.micro)
+
+
 def eval_loss(base, image, route, repeats=16):
     """Mean masked-token loss on the image's centre crop over a fixed set of random masks."""
-    data = build_training_set(base, [image], [PROMPT], TrainConfig(crops_per_image=1, flip=False), torch.Generator())
-    cond = Conditioning(data.text.hidden, data.text.pooled, data.micro)
+    tokens, cond = centre_crop(base, image)
     g = torch.Generator().manual_seed(1234)
     with torch.no_grad():
-        return sum(masked_token_loss(base, data.tokens, cond, route, g).item() for _ in range(repeats)) / repeats
+        return sum(masked_token_loss(base, tokens, cond, route, g).item() for _ in range(repeats)) / repeats
+
+
+def test_weights_weigh_each_masked_position_in_the_loss(tiny_base, reference_image):
+    tokens, cond = centre_crop(tiny_base, reference_image)
+
+    def loss(weights):
+        with torch.no_grad():
+            return masked_token_loss(tiny_base, tokens, cond, None, torch.Generator().manual_seed(5), weights)
+
+    left = torch.zeros_like(tokens, dtype=torch.float)
+    left[..., : tokens.shape[-1] // 2] = 1
+    torch.testing.assert_close(loss(torch.full_like(left, 3.0)), loss(None))
+    # Weighing the left half 1 and the right 0, or the right 1 and the left 0, splits the unweighted mean into the
+    # means over each half, which the halves' masked counts recombine into it.
+    mask = train_module.random_mask(tokens.flatten(1), torch.Generator().manual_seed(5)).view_as(left)
+    on_left, on_right = (mask * left).sum(), (mask * (1 - left)).sum()
+    assert on_left > 0 and on_right > 0
+    mixed = (loss(left) * on_left + loss(1 - left) * on_right) / (on_left + on_right)
+    torch.testing.assert_close(mixed, loss(None))
+    assert not torch.isclose(loss(left), loss(1 - left))
 
 
 def test_fifty_steps_lower_the_masked_token_loss_on_the_image(tiny_base, reference_image, tmp_path):

@@ -142,21 +142,32 @@ def drop_conditioning(
     return cond.where(~dropped, empty), dropped
 
 
-def masked_token_loss(base: AmusedBase, tokens: torch.Tensor, cond: Conditioning, route, generator) -> torch.Tensor:
-    """Mean cross-entropy on the masked positions of tokens (B, h, w), masked by the cosine schedule."""
+def masked_token_loss(
+    base: AmusedBase, tokens: torch.Tensor, cond: Conditioning, route, generator, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean cross-entropy on the masked positions of tokens (B, h, w), masked by the cosine schedule; weights
+    (B, h, w), if given, weigh each position in that mean."""
     mask = random_mask(tokens.flatten(1), generator)
-    return summed_masked_loss(base, tokens, mask, cond, route) / mask.sum()
+    if weights is None:
+        return summed_masked_loss(base, tokens, mask, cond, route) / mask.sum()
+    weights = weights.flatten(1)
+    return summed_masked_loss(base, tokens, mask, cond, route, weights) / (weights * mask).sum()
 
 
-def summed_masked_loss(base: AmusedBase, tokens: torch.Tensor, mask: torch.Tensor, cond: Conditioning, route):
-    """Cross-entropy summed over the positions where mask (B, N) is set, of tokens (B, h, w)."""
+def summed_masked_loss(
+    base: AmusedBase, tokens: torch.Tensor, mask: torch.Tensor, cond: Conditioning, route, weights=None
+) -> torch.Tensor:
+    """Cross-entropy summed over the positions where mask (B, N) is set, of tokens (B, h, w), each position's
+    term times its entry of weights (B, N) if given."""
     flat = tokens.flatten(1)
     logits = base.logits(apply_mask(flat, mask, base.mask_id).view_as(tokens), cond, route)
     # index_select, not boolean indexing: its backward is a plain index_add, where logits[mask]'s is an
     # accumulating index_put that took 14% of a toy-base step.
     rows = mask.flatten().nonzero().squeeze(1)
-    picked = logits.flatten(0, 1).index_select(0, rows)
-    return F.cross_entropy(picked.float(), flat.flatten().index_select(0, rows), reduction="sum")
+    picked, targets = logits.flatten(0, 1).index_select(0, rows), flat.flatten().index_select(0, rows)
+    if weights is None:
+        return F.cross_entropy(picked.float(), targets, reduction="sum")
+    return (F.cross_entropy(picked.float(), targets, reduction="none") * weights.flatten().index_select(0, rows)).sum()
 
 
 def sample_batch(data: TrainingSet, batch_size: int, dropout: float, generator: torch.Generator):

@@ -597,7 +597,8 @@ def new_uvit(config: BuildConfig, text_dim: int) -> UViT:
 
 def uvit_step(base, data: dict, optimizer, config: BuildConfig, generator: torch.Generator) -> torch.Tensor:
     """One masked-token step of the base's U-ViT on a batch of the pool; returns the loss, left on the device
-    (reading it would make the CPU wait for a GPU every step). data: `uvit_data`."""
+    (reading it would make the CPU wait for a GPU every step). data: `uvit_data`, plus, optionally, "weights"
+    (n, h, w): each token's weight in the loss."""
     from ..models.amused import Conditioning
     from ..train import drop_conditioning, masked_token_loss
 
@@ -609,7 +610,8 @@ def uvit_step(base, data: dict, optimizer, config: BuildConfig, generator: torch
         Conditioning(text.hidden, text.pooled, data["micro"]), data["empty"], config.cond_dropout, generator
     )
     with torch.autocast(device.type, torch.bfloat16, enabled=config.uvit_precision == "bf16"):
-        loss = masked_token_loss(base, data["tokens"][idx], cond, None, generator)
+        weights = data["weights"][idx] if "weights" in data else None
+        loss = masked_token_loss(base, data["tokens"][idx], cond, None, generator, weights)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(base.transformer.parameters(), 1.0)
