@@ -155,7 +155,12 @@ def masked_token_loss(
 
 
 def summed_masked_loss(
-    base: AmusedBase, tokens: torch.Tensor, mask: torch.Tensor, cond: Conditioning, route, weights=None
+    base: AmusedBase,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    cond: Conditioning,
+    route,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy summed over the positions where mask (B, N) is set, of tokens (B, h, w), each position's
     term times its entry of weights (B, N) if given."""
