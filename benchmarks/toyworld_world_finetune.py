@@ -30,7 +30,7 @@ build. Measured with the default sampling and with descriptor guidance (lD 5, lB
 `--measure-every N` also measures with the default sampling every N steps of the `--world` run (its grids named
 `..._default_atSTEP_...`), to see when a pattern comes. `--batch N` trains N scenes a step instead of the build's
 64: does a bigger batch stand in for steps? `--fill-weight W` weighs the loss of the tokens inside the shape W
-times those of the backdrop (by the shape's coverage of each token's pixels): the backdrop's grids and textures
+times those of the backdrop (by the shape's coverage of each token's pixels; `BuildConfig.uvit_fill_weight`): the backdrop's grids and textures
 fill most of an image's tokens, and its variety is what most delays the stripes; does a larger share of the
 gradient for the fill bring them sooner? A grid's name gives the learning rate when it is not the build's
 U-ViT peak, 1e-3 (grids made before 2026-12-06 do not: those of the 1000-step fine-tunes are at 3e-4, the
@@ -64,7 +64,7 @@ from styledrop.pipeline import SampleConfig  # noqa: E402
 from styledrop.toyworld.build import ASSETS, BuildConfig, cosine_lr, encode_renders, uvit_data, uvit_step  # noqa: E402
 from styledrop.toyworld.evaluate import base_quality  # noqa: E402
 from styledrop.toyworld.metrics import Ruler  # noqa: E402
-from styledrop.toyworld.render import FAMILIES, SIZE, Scene, shape_mask  # noqa: E402
+from styledrop.toyworld.render import FAMILIES, Scene  # noqa: E402
 from styledrop.toyworld.world import in_held_out_region, render_all, sample_content, sample_style  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -198,11 +198,8 @@ def finetune(
     shape weighed fill_weight times those outside; returns the mean loss of the last 100 steps. With `every` > 0,
     measure(step, loss of the last 100 steps) is called every `every` steps before the last, the U-ViT in eval
     mode."""
-    config = BuildConfig(uvit_lr=lr, uvit_batch=batch)
-    tokens = encode_renders(base.vqvae, render_all(scenes))
-    data = uvit_data(base, scenes, tokens, config)
-    if fill_weight != 1:
-        data["weights"] = 1 + (fill_weight - 1) * token_coverage(scenes, tokens.shape[-1])
+    config = BuildConfig(uvit_lr=lr, uvit_batch=batch, uvit_fill_weight=fill_weight)
+    data = uvit_data(base, scenes, encode_renders(base.vqvae, render_all(scenes)), config)
     uvit = base.transformer.requires_grad_(True).train()
     optimizer = torch.optim.AdamW(uvit.parameters(), lr=lr, weight_decay=0.01)
     generator, losses = torch.Generator().manual_seed(seed), []
@@ -218,13 +215,6 @@ def finetune(
             uvit.train()
     uvit.eval().requires_grad_(False)
     return float(np.mean(losses[-100:]))
-
-
-def token_coverage(scenes: list[Scene], grid: int) -> torch.Tensor:
-    """(n, grid, grid) the shape's mean coverage of each token's pixels, per scene."""
-    cell = SIZE // grid
-    masks = np.stack([shape_mask(s.content) for s in scenes])
-    return torch.from_numpy(masks.reshape(len(scenes), grid, cell, grid, cell).mean(axis=(2, 4))).float()
 
 
 def train_on_world(base, world: str, steps: int, lr: float, args, measure=None, every: int = 0) -> float:

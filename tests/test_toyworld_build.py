@@ -39,6 +39,7 @@ def finished_uvit(work, device="cpu", deadline=math.inf, config=UVIT_TINY):
     [
         ({"uvit_steps": 0}, "--uvit-steps: out of range"),
         ({"uvit_cycles": 0}, "--uvit-cycles: out of range"),
+        ({"uvit_fill_weight": 0}, "--uvit-fill-weight: out of range"),
         ({"token_groups": 4096}, "--token-groups: out of range"),
         ({"uvit_hidden_size": 130}, "--uvit-hidden: must be a positive multiple of 4"),
         ({"uvit_block_channels": 0}, "--uvit-channels: must be a positive multiple of 4"),
@@ -168,6 +169,20 @@ def test_a_bf16_uvit_step_autocasts_the_same_objective(tiny_base):
         data = uvit_data(tiny_base, scenes, tokens, config)
         losses[precision] = float(uvit_step(tiny_base, data, optimizer, config, torch.Generator().manual_seed(1)))
     assert 0 < abs(losses["bf16"] - losses["fp32"]) < 0.01 * losses["fp32"]
+
+
+def test_a_fill_weight_weighs_each_token_by_the_shapes_coverage_of_it(tiny_base):
+    from styledrop.toyworld.build import uvit_data
+    from styledrop.toyworld.render import shape_mask
+    from styledrop.toyworld.world import sample_scenes
+
+    scenes, tokens = sample_scenes(3, seed=0), torch.zeros(3, 16, 16, dtype=torch.long)
+    assert "weights" not in uvit_data(tiny_base, scenes, tokens, BuildConfig())
+    coverage = (uvit_data(tiny_base, scenes, tokens, BuildConfig(uvit_fill_weight=4))["weights"] - 1) / 3
+    for scene, tokens_covered in zip(scenes, coverage, strict=True):
+        # Each token holds 2x2 pixels: the shape's pixels, counted by token, are its coverage's sum times 4.
+        assert tokens_covered.sum() * 4 == pytest.approx(shape_mask(scene.content).sum(), rel=1e-5)
+        assert tokens_covered.min() == 0 and tokens_covered.max() == pytest.approx(1)
 
 
 def test_a_fourier_position_init_changes_the_position_embedding_and_nothing_else():

@@ -307,6 +307,12 @@ def add_build_toy_base(sub) -> None:
         action="store_true",
         help="rotary positions in the U-ViT's self-attention (offsets, not places)",
     )
+    p.add_argument(
+        "--uvit-fill-weight",
+        type=float,
+        default=B.uvit_fill_weight,
+        help="weigh the loss of the shape's tokens this many times the backdrop's",
+    )
     p.add_argument("--uvit-compile", action="store_true", help="torch.compile the U-ViT's training (a minute first)")
     p.add_argument("--device", default=None, help="the U-ViT stage's device (default: cuda if available, else cpu)")
     p.set_defaults(run=run_build_toy_base)
@@ -328,6 +334,7 @@ def run_build_toy_base(args) -> None:
         uvit_compile=args.uvit_compile,
         uvit_position_init=args.uvit_position_init,
         uvit_rotary=args.uvit_rotary,
+        uvit_fill_weight=args.uvit_fill_weight,
     )
     status = build(args.work, config, budget_s=args.budget_minutes * 60, dest=args.out, device=args.device)
     for stage, done in status.items():

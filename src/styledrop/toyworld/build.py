@@ -38,7 +38,7 @@ from ..models.clip import Preprocess
 from ..models.uvit import UViT, UViTConfig
 from .codebook import merge_codebook
 from .oracle import OracleConfig, load_oracle, save_oracle, train_oracle
-from .render import COLOUR_NAMES, FAMILIES, SHAPES
+from .render import COLOUR_NAMES, FAMILIES, SHAPES, SIZE, shape_mask
 from .world import random_textures, render_all, sample_scenes
 
 PRECISIONS = ("fp32", "bf16")  # BuildConfig.uvit_precision
@@ -129,6 +129,12 @@ class BuildConfig:
     # lower loss (2.01 against 2.07 nats) but drew striped fills no more often (8% against 14%), and the shipped
     # base was built without it.
     uvit_rotary: bool = False
+    # The U-ViT's masked-token loss weighs a token inside the shape this many times one of the backdrop (by the
+    # shape's coverage of the token's pixels). The backdrop's variety is what most delays the periodic fills, and its
+    # tokens, most of an image's, carry most of the loss: trained from scratch on striped scenes alone for 7500 steps,
+    # weighing the fill 4 times drew striped fills in 19% of striped prompts against 0%, the asked shape in 91%
+    # against 97% (benchmarks/family_bar.md, 2026-12-06). 1 until measured on every family at once.
+    uvit_fill_weight: float = 1.0
     plain_prompt_rate: float = 0.25  # prompts without the style descriptor, so "a red star" means something
     cond_dropout: float = 0.1
     save_every_s: float = 300.0
@@ -142,6 +148,7 @@ class BuildConfig:
                 **{f: getattr(self, f) >= 1 for f in ("vq_images", "vq_steps", "vq_batch", "vq_restart_every")},
                 **{f: getattr(self, f) >= 1 for f in ("pool", "clip_steps", "clip_batch", "uvit_steps", "uvit_batch")},
                 "uvit_cycles": self.uvit_cycles >= 1,
+                "uvit_fill_weight": self.uvit_fill_weight > 0,
                 **{f: 0 < getattr(self, f) <= 1 for f in ("vq_lr", "clip_lr", "uvit_lr")},
                 "vq_textures": self.vq_textures >= 0,
                 "vq_local_steps": self.vq_local_steps >= 0,
@@ -597,8 +604,7 @@ def new_uvit(config: BuildConfig, text_dim: int) -> UViT:
 
 def uvit_step(base, data: dict, optimizer, config: BuildConfig, generator: torch.Generator) -> torch.Tensor:
     """One masked-token step of the base's U-ViT on a batch of the pool; returns the loss, left on the device
-    (reading it would make the CPU wait for a GPU every step). data: `uvit_data`, plus, optionally, "weights"
-    (n, h, w): each token's weight in the loss."""
+    (reading it would make the CPU wait for a GPU every step). data: `uvit_data`."""
     from ..models.amused import Conditioning
     from ..train import drop_conditioning, masked_token_loss
 
@@ -655,12 +661,13 @@ def pool_tokens(work: Path, config: BuildConfig, vq, cycle: int = 1) -> tuple[li
 
 def uvit_data(base, scenes, tokens: torch.Tensor, config: BuildConfig) -> dict:
     """What uvit_step draws from, on the tokens' device: every prompt of the scenes (with and without style)
-    encoded once, and each scene's row of them with and without its style."""
+    encoded once, each scene's row of them with and without its style, and, with a fill weight, each token's
+    weight in the loss."""
     styled, plain = [s.prompt(True) for s in scenes], [s.prompt(False) for s in scenes]
     prompts = sorted(set(styled) | set(plain))
     row = {p: i for i, p in enumerate(prompts)}
     device = tokens.device
-    return dict(
+    data = dict(
         tokens=tokens,
         styled_row=torch.tensor([row[p] for p in styled], device=device),
         plain_row=torch.tensor([row[p] for p in plain], device=device),
@@ -668,6 +675,17 @@ def uvit_data(base, scenes, tokens: torch.Tensor, config: BuildConfig) -> dict:
         empty=base.condition([""]),
         micro=base.micro_conds(config.uvit_batch),
     )
+    if config.uvit_fill_weight != 1:
+        coverage = token_coverage(scenes, tokens.shape[-1]).to(device)
+        data["weights"] = 1 + (config.uvit_fill_weight - 1) * coverage
+    return data
+
+
+def token_coverage(scenes, grid: int) -> torch.Tensor:
+    """(n, grid, grid) the shape's mean coverage of each token's pixels, per scene."""
+    cell = SIZE // grid
+    masks = np.stack([shape_mask(s.content) for s in scenes])
+    return torch.from_numpy(masks.reshape(len(scenes), grid, cell, grid, cell).mean(axis=(2, 4))).float()
 
 
 def train_uvit(
