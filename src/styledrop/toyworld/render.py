@@ -118,23 +118,26 @@ def shape_mask(content: Content) -> np.ndarray:
     r = 11.0 * content.scale
     u = (x - SIZE / 2 - content.dx) / r  # unit coordinates, y down
     v = (y - SIZE / 2 - content.dy) / r
-    rho, theta = np.hypot(u, v), np.arctan2(v, u)
-    inside = {
-        "circle": rho <= 1.0,
-        "square": np.maximum(abs(u), abs(v)) <= 0.82,
-        "diamond": abs(u) + abs(v) <= 1.05,
-        "ring": (rho <= 1.0) & (rho >= 0.58),
-        "cross": ((abs(u) <= 0.3) & (abs(v) <= 1.0)) | ((abs(v) <= 0.3) & (abs(u) <= 1.0)),
-        "triangle": (v <= 0.75) & (v >= -1.0 + 1.75 * abs(u) / 1.0) & (abs(u) <= 1.0),
-        "star": rho <= 0.5 + 0.5 * (0.5 + 0.5 * np.cos(5 * (theta + np.pi / 2))) ** 2.2,
-        "heart": _heart(u, -v),
-    }[content.shape]
+    inside = _INSIDE[content.shape](u, v)
     return inside.reshape(SIZE, SUPERSAMPLE, SIZE, SUPERSAMPLE).mean(axis=(1, 3))
 
 
 def _heart(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     x, y = u * 1.15, v * 1.15 + 0.25
     return (x**2 + y**2 - 1) ** 3 - x**2 * y**3 <= 0
+
+
+# Each shape's test on unit coordinates, evaluated for the asked shape only (every scene's render calls it).
+_INSIDE = {
+    "circle": lambda u, v: np.hypot(u, v) <= 1.0,
+    "square": lambda u, v: np.maximum(abs(u), abs(v)) <= 0.82,
+    "diamond": lambda u, v: abs(u) + abs(v) <= 1.05,
+    "ring": lambda u, v: (np.hypot(u, v) <= 1.0) & (np.hypot(u, v) >= 0.58),
+    "cross": lambda u, v: ((abs(u) <= 0.3) & (abs(v) <= 1.0)) | ((abs(v) <= 0.3) & (abs(u) <= 1.0)),
+    "triangle": lambda u, v: (v <= 0.75) & (v >= -1.0 + 1.75 * abs(u) / 1.0) & (abs(u) <= 1.0),
+    "star": lambda u, v: np.hypot(u, v) <= 0.5 + 0.5 * (0.5 + 0.5 * np.cos(5 * (np.arctan2(v, u) + np.pi / 2))) ** 2.2,
+    "heart": lambda u, v: _heart(u, -v),
+}
 
 
 def outline_mask(coverage: np.ndarray, width: float) -> np.ndarray:
