@@ -30,9 +30,9 @@ build. Measured with the default sampling and with descriptor guidance (lD 5, lB
 `--measure-every N` also measures with the default sampling every N steps of the `--world` run (its grids named
 `..._default_atSTEP_...`), to see when a pattern comes. `--batch N` trains N scenes a step instead of the build's
 64: does a bigger batch stand in for steps? `--fill-weight W` weighs the loss of the tokens inside the shape W
-times those of the backdrop (by the shape's coverage of each token's pixels; `BuildConfig.uvit_fill_weight`): the backdrop's grids and textures
-fill most of an image's tokens, and its variety is what most delays the stripes; does a larger share of the
-gradient for the fill bring them sooner? A grid's name gives the learning rate when it is not the build's
+times those of the backdrop (by the shape's coverage of each token's pixels; `BuildConfig.uvit_fill_weight`): the
+backdrop's grids and textures fill most of an image's tokens, and its variety is what most delays the stripes;
+does a larger share of the gradient for the fill bring them sooner? A grid's name gives the learning rate when it is not the build's
 U-ViT peak, 1e-3 (grids made before 2026-12-06 do not: those of the 1000-step fine-tunes are at 3e-4, the
 batch-256 run's at 2e-3).
 Appends to benchmarks/results/toyworld_world_finetune.jsonl; grids in benchmarks/results/toyworld_world_finetune_*.png.
