@@ -20,7 +20,7 @@ from common import append_result, plausibility_tag, token_temperature_tag  # noq
 from styledrop.images import grid, save_png, to_pil  # noqa: E402
 from styledrop.models.amused import AmusedBase, load_base  # noqa: E402
 from styledrop.pipeline import SampleConfig  # noqa: E402
-from styledrop.toyworld.build import ASSETS, DEFAULT_WORK, BuildConfig, export_checkpoint  # noqa: E402
+from styledrop.toyworld.build import ASSETS, DEFAULT_WORK, BuildConfig, export_checkpoint, trained_steps  # noqa: E402
 from styledrop.toyworld.evaluate import base_quality  # noqa: E402
 from styledrop.toyworld.metrics import Ruler  # noqa: E402
 from styledrop.toyworld.render import COLOUR_NAMES  # noqa: E402
@@ -35,13 +35,21 @@ def add_base_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vq-local-steps", type=int, default=0, help="with --checkpoint: the build's uvit_local")
 
 
-def load_measured_base(args) -> tuple[AmusedBase, int | None]:
-    """The base of add_base_arguments' options, and its U-ViT's build step (None for a finished base)."""
-    base_dir, step = args.base, None
+def load_measured_base(args) -> tuple[AmusedBase, dict | None]:
+    """The base of add_base_arguments' options, and its U-ViT checkpoint's meta (None for a finished base)."""
+    base_dir, meta = args.base, None
     if args.checkpoint:
         config = BuildConfig(vq_local_steps=args.vq_local_steps)
-        base_dir, step = export_checkpoint(args.checkpoint, tempfile.mkdtemp(), config)
-    return load_base(base_dir, "cpu"), step
+        base_dir, meta = export_checkpoint(args.checkpoint, tempfile.mkdtemp(), config)
+    return load_base(base_dir, "cpu"), meta
+
+
+def checkpoint_record(meta: dict | None) -> dict:
+    """What a result row says of the measured U-ViT: its build steps (None for a finished base) and, for a
+    checkpoint, its architecture and the build config it was trained with (its fill weight, its cycles)."""
+    if meta is None:
+        return {"uvit_step": None}
+    return {"uvit_step": trained_steps(meta), "architecture": meta["architecture"], "trained_with": meta["config"]}
 
 
 def checkpoint_label(work: str | None) -> str:
@@ -68,7 +76,9 @@ def main() -> None:
     parser.add_argument("--plausibility", type=float, default=SampleConfig.plausibility)
     args = parser.parse_args()
 
-    (base, step), ruler = load_measured_base(args), Ruler.load(ASSETS)
+    (base, meta), ruler = load_measured_base(args), Ruler.load(ASSETS)
+    checkpoint = checkpoint_record(meta)
+    step = checkpoint["uvit_step"]
     sample = SampleConfig(
         args.decode_steps,
         args.temperature,
@@ -86,9 +96,7 @@ def main() -> None:
     prefix += token_temperature_tag(args.token_temperature)
     prefix += plausibility_tag(args.plausibility)
     save_grids(quality, args.per_content, prefix)
-    record = {"plain": quality.plain, "family": quality.family, "passes": quality.passes(), "uvit_step": step}
-    if step is not None:
-        record["architecture"] = base.transformer.config.to_dict()
+    record = {"plain": quality.plain, "family": quality.family, "passes": quality.passes(), **checkpoint}
     record["settings"] = vars(args)
     append_result(RESULTS / "toyworld_base.jsonl", record)
     print({k: v for k, v in record.items() if k != "settings"})

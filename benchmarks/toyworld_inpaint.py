@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import append_result  # noqa: E402
-from toyworld_base import add_base_arguments, load_measured_base  # noqa: E402
+from toyworld_base import add_base_arguments, checkpoint_record, load_measured_base  # noqa: E402
 from toyworld_uvit_ab import token_stats  # noqa: E402
 
 from styledrop.toyworld.build import ASSETS  # noqa: E402
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--ratios", type=float, nargs="*", default=[0.25, 0.5, 0.75, 0.9])
     args = parser.parse_args()
 
-    (base, step), ruler = load_measured_base(args), Ruler.load(ASSETS)
+    (base, meta), ruler = load_measured_base(args), Ruler.load(ASSETS)
     rng = np.random.default_rng(123)
     scenes = [Scene(sample_content(rng), sample_style(rng, f)) for f in FAMILIES for _ in range(args.per_family)]
     families = [s.style.family for s in scenes]
@@ -83,7 +83,7 @@ def main() -> None:
     rows["tokens"] = token_stats(base, pixels, families, ruler)
     rows["family_word"] = family_word(base, tokens, scenes)
     print("isolated:", rows["isolated"], "tokens:", rows["tokens"], "family word:", rows["family_word"])
-    append_result(RESULTS / "toyworld_inpaint.jsonl", {"uvit_step": step, "rows": rows, "settings": vars(args)})
+    append_result(RESULTS / "toyworld_inpaint.jsonl", {**checkpoint_record(meta), "rows": rows, "settings": vars(args)})
 
 
 @torch.no_grad()

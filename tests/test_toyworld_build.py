@@ -130,7 +130,7 @@ def test_a_second_uvit_cycle_trains_on_from_the_first_and_resumes(tmp_path):
     checkpoint can go."""
     import shutil
 
-    from styledrop.toyworld.build import export_checkpoint
+    from styledrop.toyworld.build import export_checkpoint, trained_steps
 
     two = dataclasses.replace(UVIT_TINY, uvit_cycles=2)
     first = finished_uvit(tmp_path / "whole")[1].state_dict()
@@ -144,7 +144,8 @@ def test_a_second_uvit_cycle_trains_on_from_the_first_and_resumes(tmp_path):
     moved = max((whole[k] - first[k]).abs().max().item() for k in first if first[k].is_floating_point())
     assert 0 < moved < two.uvit_lr
     assert len(list((tmp_path / "whole" / "data").glob(f"tokens-0-{two.pool}-cycle2-*.npz"))) == 1
-    assert export_checkpoint(tmp_path / "whole", tmp_path / "out", two)[1] == 2 * two.uvit_steps
+    meta = export_checkpoint(tmp_path / "whole", tmp_path / "out", two)[1]
+    assert trained_steps(meta) == 2 * two.uvit_steps and meta["config"]["uvit_cycles"] == 2
     shutil.rmtree(tmp_path / "whole" / "uvit")  # a finished cycle 2 is all a build of two cycles needs
     again = finished_uvit(tmp_path / "whole", config=two)[1].state_dict()
     assert all(torch.equal(whole[k], again[k]) for k in whole) and not (tmp_path / "whole" / "uvit").exists()
@@ -239,7 +240,7 @@ def test_a_compiled_uvit_stage_trains_as_the_eager_one_and_returns_uncompiled(tm
 def test_an_unfinished_uvit_exports_with_the_shape_its_checkpoint_records(tmp_path):
     """A build with a wider conv path, measured mid-way by a benchmark that passes the default config."""
     from styledrop.models.amused import load_base
-    from styledrop.toyworld.build import export_checkpoint, token_vq, train_clip, train_uvit
+    from styledrop.toyworld.build import export_checkpoint, token_vq, train_clip, train_uvit, trained_steps
 
     wide = dataclasses.replace(
         TINY, pool=16, clip_steps=2, clip_batch=4, token_groups=8, uvit_steps=3, uvit_batch=4, uvit_block_channels=32
@@ -247,8 +248,8 @@ def test_an_unfinished_uvit_exports_with_the_shape_its_checkpoint_records(tmp_pa
     vq = train_vq(tmp_path, wide, math.inf, progress=False)
     clip = train_clip(tmp_path, wide, math.inf, progress=False)
     assert train_uvit(tmp_path, wide, token_vq(vq, wide), clip, 0.0, progress=False) is None  # one step
-    folder, step = export_checkpoint(tmp_path, tmp_path / "out", dataclasses.replace(wide, uvit_block_channels=64))
-    assert step == 1
+    folder, meta = export_checkpoint(tmp_path, tmp_path / "out", dataclasses.replace(wide, uvit_block_channels=64))
+    assert trained_steps(meta) == 1 and meta["config"]["uvit_block_channels"] == 32
     assert load_base(str(folder)).transformer.config.block_out_channels == 32
 
 

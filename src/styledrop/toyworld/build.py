@@ -818,17 +818,17 @@ def checkpoint_uvit(folder: Path) -> tuple[UViT, dict]:
     return uvit.eval(), meta
 
 
-def export_checkpoint(work: str | Path, dest: str | Path, config: BuildConfig = BuildConfig()) -> tuple[Path, int]:
+def export_checkpoint(work: str | Path, dest: str | Path, config: BuildConfig = BuildConfig()) -> tuple[Path, dict]:
     """The U-ViT as it stands in an unfinished build (its last cycle with a checkpoint), exported beside finished
     VQ and CLIP stages (to watch quality while it trains). config picks the stages (`vq_local_steps`); the U-ViT's
-    shape is the one its checkpoint records. Returns (base folder, steps trained, every cycle's)."""
+    shape is the one its checkpoint records. Returns (base folder, the checkpoint's meta: its "config" is the one
+    it was trained with, `trained_steps` of it the steps of every cycle)."""
     work = Path(work)
     inputs, folder = finished_inputs(work, config), work / uvit_stage_name(config, latest_uvit_cycle(work, config))
     if inputs is None or not is_complete(folder):
         raise StyleDropError(f"{work}: no U-ViT checkpoint beside finished VQ and CLIP stages")
     uvit, meta = checkpoint_uvit(folder)  # as it was built, whatever config is passed here
-    base = export_base(work, *inputs, uvit, Path(dest))
-    return base, trained_steps(meta)
+    return export_base(work, *inputs, uvit, Path(dest)), meta
 
 
 def trained_steps(meta: dict) -> int:
