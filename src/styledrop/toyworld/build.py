@@ -133,7 +133,8 @@ class BuildConfig:
     # shape's coverage of the token's pixels). The backdrop's variety is what most delays the periodic fills, and its
     # tokens, most of an image's, carry most of the loss: trained from scratch on striped scenes alone for 7500 steps,
     # weighing the fill 4 times drew striped fills in 19% of striped prompts against 0%, the asked shape in 91%
-    # against 97% (benchmarks/family_bar.md, 2026-12-06). 1 until measured on every family at once.
+    # against 97% (benchmarks/family_bar.md, 2026-12-06). 1: on every family at once, in a second cycle of the
+    # shipped U-ViT, it honoured the named family no more often (49% against 55%, stripes 0% in both).
     uvit_fill_weight: float = 1.0
     plain_prompt_rate: float = 0.25  # prompts without the style descriptor, so "a red star" means something
     cond_dropout: float = 0.1

@@ -132,7 +132,7 @@ _INSIDE = {
     "circle": lambda u, v: np.hypot(u, v) <= 1.0,
     "square": lambda u, v: np.maximum(abs(u), abs(v)) <= 0.82,
     "diamond": lambda u, v: abs(u) + abs(v) <= 1.05,
-    "ring": lambda u, v: (np.hypot(u, v) <= 1.0) & (np.hypot(u, v) >= 0.58),
+    "ring": lambda u, v: ((rho := np.hypot(u, v)) <= 1.0) & (rho >= 0.58),
     "cross": lambda u, v: ((abs(u) <= 0.3) & (abs(v) <= 1.0)) | ((abs(v) <= 0.3) & (abs(u) <= 1.0)),
     "triangle": lambda u, v: (v <= 0.75) & (v >= -1.0 + 1.75 * abs(u) / 1.0) & (abs(u) <= 1.0),
     "star": lambda u, v: np.hypot(u, v) <= 0.5 + 0.5 * (0.5 + 0.5 * np.cos(5 * (np.arctan2(v, u) + np.pi / 2))) ** 2.2,
