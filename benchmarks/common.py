@@ -23,6 +23,9 @@ def environment() -> dict:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
         "device": device,
         "torch_threads": torch.get_num_threads(),
+        # The vector instructions torch's CPU kernels use: on machines that differ in them (or in torch_threads) a
+        # seeded run can end at other bits, as two fill-weight runs did (benchmarks/family_bar.md, 2026-12-06).
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,

@@ -18,6 +18,9 @@ Worlds (all keep the held-out regions out):
   (colour), or to those and one more, grid (grid) or texture (texture): which of the background's kinds is it?
 - minimal-background-rare: every background kind, but a plain white one in 70% of draws: do the kinds' shares
   size the world?
+- rare: the regular world (continuous angles and periods) with each nuisance drawn as there in a quarter of the
+  scenes and held at its minimal value in the rest: every element the issue names, less often. Can shares alone
+  size the world to the bar?
 
 If the discrete world lifts the family far above the control, a rebuild on a simpler world is the way to the
 bar; if not, the U-ViT's learning of patterns is, whatever their number. `--first-world W --first-steps N` trains
@@ -37,7 +40,7 @@ U-ViT peak, 1e-3 (grids made before 2026-12-06 do not: those of the 1000-step fi
 batch-256 run's at 2e-3).
 Appends to benchmarks/results/toyworld_world_finetune.jsonl; grids in benchmarks/results/toyworld_world_finetune_*.png.
 
-    .venv/bin/python benchmarks/toyworld_world_finetune.py --world discrete|coarse|minimal[-NUISANCE[-KIND|-rare]]|regular [--family F]
+    .venv/bin/python benchmarks/toyworld_world_finetune.py --world discrete|coarse|minimal[-NUISANCE[-KIND|-rare]]|rare|regular [--family F]
         [--steps 1000] [--batch 64] [--checkpoint WORK] [--fresh [--rotary] --lr 1e-3] [--fill-weight 1]
         [--first-world W --first-steps N [--first-lr 1e-3]] [--measure-every N]
 """
@@ -143,8 +146,23 @@ def rare_backgrounds(rng: np.random.Generator, family: str | None = None):
     return style
 
 
+# A world sized by shares alone: each nuisance of the look is drawn as in the regular world in this fraction of
+# scenes (independently) and held at its minimal value in the rest; angles and periods stay continuous. Every
+# element the issue names (any angle, period and ink; outlines; every background kind; palette shifts) is still
+# drawn, only less often.
+RARE_SHARE = 0.25
+
+
+def rare_nuisances(rng: np.random.Generator, family: str | None = None):
+    """The regular world's style with each nuisance group of MINIMAL held fixed in 1 - RARE_SHARE of draws."""
+    style = sample_style(rng, family)
+    fixed = {k: v for fields in MINIMAL.values() if rng.random() >= RARE_SHARE for k, v in fields.items()}
+    return style.replace(**fixed)
+
+
 WORLDS = {
     "regular": sample_style,
+    "rare": rare_nuisances,
     "discrete": discrete_style,
     "coarse": coarse_style,
     "minimal": minimal_world(),

@@ -172,6 +172,35 @@ def test_a_bf16_uvit_step_autocasts_the_same_objective(tiny_base):
     assert 0 < abs(losses["bf16"] - losses["fp32"]) < 0.01 * losses["fp32"]
 
 
+def test_sampling_between_uvit_steps_leaves_the_training_as_it_was(tiny_base):
+    """A run measured while it trains (toyworld_world_finetune.py --measure-every) must train as one that is not:
+    sampling draws from its own generators and changes no state of the U-ViT's that a step reads."""
+    from styledrop.pipeline import SampleConfig, sample_images
+    from styledrop.toyworld.build import uvit_data, uvit_step
+    from styledrop.toyworld.world import sample_scenes
+
+    scenes = sample_scenes(8, seed=0)
+    grid, codes = tiny_base.config.token_grid, tiny_base.transformer.config.codebook_size
+    tokens = torch.randint(codes, (8, grid, grid), generator=torch.Generator().manual_seed(0))
+    state = {k: v.clone() for k, v in tiny_base.transformer.state_dict().items()}
+    config = BuildConfig(uvit_batch=4)
+    trained = {}
+    for measured in (False, True):
+        tiny_base.transformer.load_state_dict(state)
+        uvit = tiny_base.transformer.requires_grad_(True).train()
+        optimizer, generator = torch.optim.AdamW(uvit.parameters()), torch.Generator().manual_seed(1)
+        data = uvit_data(tiny_base, scenes, tokens, config)
+        for step in range(3):
+            uvit_step(tiny_base, data, optimizer, config, generator)
+            if measured and step == 1:
+                uvit.eval()
+                sample_images(tiny_base, None, ["a red star in striped style"], [3], SampleConfig(steps=2))
+                uvit.train()
+        trained[measured] = {k: v.clone() for k, v in uvit.state_dict().items()}
+    assert all(torch.equal(trained[False][k], trained[True][k]) for k in state)
+    assert any(not torch.equal(trained[False][k], state[k]) for k in state)
+
+
 def test_a_fill_weight_weighs_each_token_by_the_shapes_coverage_of_it(tiny_base):
     from styledrop.toyworld.build import uvit_data
     from styledrop.toyworld.render import shape_mask
