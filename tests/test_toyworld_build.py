@@ -151,17 +151,23 @@ def test_a_second_uvit_cycle_trains_on_from_the_first_and_resumes(tmp_path):
     assert all(torch.equal(whole[k], again[k]) for k in whole) and not (tmp_path / "whole" / "uvit").exists()
 
 
+def uvit_step_inputs(base):
+    """(8 scenes, random tokens standing for their codes, a copy of the U-ViT's weights to restart from): what a
+    test that trains the U-ViT a few steps, twice, compares from."""
+    from styledrop.toyworld.world import sample_scenes
+
+    grid, codes = base.config.token_grid, base.transformer.config.codebook_size
+    tokens = torch.randint(codes, (8, grid, grid), generator=torch.Generator().manual_seed(0))
+    return sample_scenes(8, seed=0), tokens, {k: v.clone() for k, v in base.transformer.state_dict().items()}
+
+
 def test_a_bf16_uvit_step_autocasts_the_same_objective(tiny_base):
     """uvit_precision bf16 runs the U-ViT's forward in bfloat16: the same draws give the same loss up to its
     rounding (and not exactly the same, or autocast never engaged)."""
     from styledrop.toyworld.build import uvit_data, uvit_step
-    from styledrop.toyworld.world import sample_scenes
 
-    scenes = sample_scenes(8, seed=0)
-    grid, codes = tiny_base.config.token_grid, tiny_base.transformer.config.codebook_size
-    tokens = torch.randint(codes, (8, grid, grid), generator=torch.Generator().manual_seed(0))
+    scenes, tokens, state = uvit_step_inputs(tiny_base)
     tiny_base.transformer.requires_grad_(True).train()
-    state = {k: v.clone() for k, v in tiny_base.transformer.state_dict().items()}
     losses = {}
     for precision in ("fp32", "bf16"):
         tiny_base.transformer.load_state_dict(state)
@@ -177,12 +183,8 @@ def test_sampling_between_uvit_steps_leaves_the_training_as_it_was(tiny_base):
     sampling draws from its own generators and changes no state of the U-ViT's that a step reads."""
     from styledrop.pipeline import SampleConfig, sample_images
     from styledrop.toyworld.build import uvit_data, uvit_step
-    from styledrop.toyworld.world import sample_scenes
 
-    scenes = sample_scenes(8, seed=0)
-    grid, codes = tiny_base.config.token_grid, tiny_base.transformer.config.codebook_size
-    tokens = torch.randint(codes, (8, grid, grid), generator=torch.Generator().manual_seed(0))
-    state = {k: v.clone() for k, v in tiny_base.transformer.state_dict().items()}
+    scenes, tokens, state = uvit_step_inputs(tiny_base)
     config = BuildConfig(uvit_batch=4)
     trained = {}
     for measured in (False, True):
