@@ -40,6 +40,8 @@ def finished_uvit(work, device="cpu", deadline=math.inf, config=UVIT_TINY):
         ({"uvit_steps": 0}, "--uvit-steps: out of range"),
         ({"uvit_cycles": 0}, "--uvit-cycles: out of range"),
         ({"uvit_fill_weight": 0}, "--uvit-fill-weight: out of range"),
+        ({"uvit_fill_weight": (1, 0)}, "--uvit-fill-weight: out of range"),
+        ({"uvit_fill_weight": ()}, "--uvit-fill-weight: out of range"),
         ({"token_groups": 4096}, "--token-groups: out of range"),
         ({"uvit_hidden_size": 130}, "--uvit-hidden: must be a positive multiple of 4"),
         ({"uvit_block_channels": 0}, "--uvit-channels: must be a positive multiple of 4"),
@@ -211,6 +213,10 @@ def test_a_fill_weight_weighs_each_token_by_the_shapes_coverage_of_it(tiny_base)
     scenes, tokens = sample_scenes(3, seed=0), torch.zeros(3, 16, 16, dtype=torch.long)
     assert "weights" not in uvit_data(tiny_base, scenes, tokens, BuildConfig())
     coverage = (uvit_data(tiny_base, scenes, tokens, BuildConfig(uvit_fill_weight=4))["weights"] - 1) / 3
+    per_cycle = BuildConfig(uvit_fill_weight=[1, 4])  # a list, as the CLI and a checkpoint's JSON give it
+    assert "weights" not in uvit_data(tiny_base, scenes, tokens, per_cycle, cycle=1)
+    for cycle in (2, 3):  # the last weight holds for every later cycle
+        assert torch.equal(uvit_data(tiny_base, scenes, tokens, per_cycle, cycle)["weights"], 1 + 3 * coverage)
     for scene, tokens_covered in zip(scenes, coverage, strict=True):
         # Each token holds 2x2 pixels: the shape's pixels, counted by token, are its coverage's sum times 4.
         assert tokens_covered.sum() * 4 == pytest.approx(shape_mask(scene.content).sum(), rel=1e-5)

@@ -310,8 +310,10 @@ def add_build_toy_base(sub) -> None:
     p.add_argument(
         "--uvit-fill-weight",
         type=float,
+        nargs="+",
+        metavar="W",
         default=B.uvit_fill_weight,
-        help="weigh the loss of the shape's tokens this many times the backdrop's",
+        help="weigh the loss of the shape's tokens this many times the backdrop's: one per cycle, the last for the rest",
     )
     p.add_argument("--uvit-compile", action="store_true", help="torch.compile the U-ViT's training (a minute first)")
     p.add_argument("--device", default=None, help="the U-ViT stage's device (default: cuda if available, else cpu)")

@@ -134,14 +134,18 @@ class BuildConfig:
     # tokens, most of an image's, carry most of the loss: trained from scratch on striped scenes alone for 7500 steps,
     # weighing the fill 4 times drew striped fills in 19% of striped prompts against 0%, the asked shape in 91%
     # against 97% (benchmarks/family_bar.md, 2026-12-06). 1: on every family at once, in a second cycle of the
-    # shipped U-ViT, it honoured the named family no more often (49% against 55%, stripes 0% in both).
-    uvit_fill_weight: float = 1.0
+    # shipped U-ViT, it honoured the named family no more often (49% against 55%, stripes 0% in both). One weight per
+    # cycle, the last for every cycle after it: (1, 4) is the line trained on from the shipped U-ViT's unweighted
+    # first cycle, rebuilt from scratch by one command.
+    uvit_fill_weight: tuple[float, ...] = (1.0,)
     plain_prompt_rate: float = 0.25  # prompts without the style descriptor, so "a red star" means something
     cond_dropout: float = 0.1
     save_every_s: float = 300.0
 
     def __post_init__(self):
         object.__setattr__(self, "vq_blocks", tuple(self.vq_blocks))
+        if not isinstance(self.uvit_fill_weight, tuple):  # one weight for every cycle, or a list (from JSON)
+            object.__setattr__(self, "uvit_fill_weight", tuple(np.atleast_1d(self.uvit_fill_weight).tolist()))
         check_ranges(
             self,
             {
@@ -149,7 +153,7 @@ class BuildConfig:
                 **{f: getattr(self, f) >= 1 for f in ("vq_images", "vq_steps", "vq_batch", "vq_restart_every")},
                 **{f: getattr(self, f) >= 1 for f in ("pool", "clip_steps", "clip_batch", "uvit_steps", "uvit_batch")},
                 "uvit_cycles": self.uvit_cycles >= 1,
-                "uvit_fill_weight": self.uvit_fill_weight > 0,
+                "uvit_fill_weight": len(self.uvit_fill_weight) >= 1 and all(w > 0 for w in self.uvit_fill_weight),
                 **{f: 0 < getattr(self, f) <= 1 for f in ("vq_lr", "clip_lr", "uvit_lr")},
                 "vq_textures": self.vq_textures >= 0,
                 "vq_local_steps": self.vq_local_steps >= 0,
@@ -175,6 +179,10 @@ class BuildConfig:
                 raise StyleDropError(f"{option}: must be {' or '.join(choices)}, got {value!r}")
         if self.uvit_full_resolution_blocks and not self.uvit_downsample:
             raise StyleDropError("--uvit-flat: a flat U-ViT has no full-resolution blocks to add (all its blocks are)")
+
+    def fill_weight(self, cycle: int) -> float:
+        """The fill weight of U-ViT cycle `cycle` (from 1)."""
+        return self.uvit_fill_weight[min(cycle, len(self.uvit_fill_weight)) - 1]
 
 
 def vq_model(config: BuildConfig):
@@ -660,10 +668,10 @@ def pool_tokens(work: Path, config: BuildConfig, vq, cycle: int = 1) -> tuple[li
     return scenes, tokens
 
 
-def uvit_data(base, scenes, tokens: torch.Tensor, config: BuildConfig) -> dict:
+def uvit_data(base, scenes, tokens: torch.Tensor, config: BuildConfig, cycle: int = 1) -> dict:
     """What uvit_step draws from, on the tokens' device: every prompt of the scenes (with and without style)
-    encoded once, each scene's row of them with and without its style, and, with a fill weight, each token's
-    weight in the loss."""
+    encoded once, each scene's row of them with and without its style, and, with a fill weight in U-ViT cycle
+    `cycle`, each token's weight in the loss."""
     styled, plain = [s.prompt(True) for s in scenes], [s.prompt(False) for s in scenes]
     prompts = sorted(set(styled) | set(plain))
     row = {p: i for i, p in enumerate(prompts)}
@@ -676,9 +684,9 @@ def uvit_data(base, scenes, tokens: torch.Tensor, config: BuildConfig) -> dict:
         empty=base.condition([""]),
         micro=base.micro_conds(config.uvit_batch),
     )
-    if config.uvit_fill_weight != 1:
+    if (fill_weight := config.fill_weight(cycle)) != 1:
         coverage = token_coverage(scenes, tokens.shape[-1]).to(device)
-        data["weights"] = 1 + (config.uvit_fill_weight - 1) * coverage
+        data["weights"] = 1 + (fill_weight - 1) * coverage
     return data
 
 
@@ -728,7 +736,7 @@ def train_uvit_cycle(
     def step_fn(step: int) -> dict:
         if not data:
             scenes, tokens = pool_tokens(work, config, base.vqvae, cycle)
-            data.update(uvit_data(base, scenes, tokens.to(device), config))
+            data.update(uvit_data(base, scenes, tokens.to(device), config, cycle))
         return {"loss": uvit_step(base, data, optimizer, config, generator)}
 
     name = uvit_stage_name(config, cycle)
