@@ -79,8 +79,9 @@ class BuildConfig:
     # (`uvit_cycle2`, ...), so a finished build trains further without redoing what it has done (and, once a cycle
     # is finished, needs none of the checkpoints before it). 1: the shipped base has one. A second
     # (benchmarks/family_bar.md, 2026-12-06) lifts the named family from 43% to 55% of samples with the default
-    # sampling and from 64% to 71% with descriptor guidance, little of it in stripes: short of the 90% bar, so not
-    # yet shipped (a new base means re-running every benchmark measured on this one).
+    # sampling and from 64% to 71% with descriptor guidance, little of it in stripes; ten, the fill weighed 4 times
+    # after the first, to 80% and, with descriptor guidance, to the 90% bar but not clearly over it (90.4% of 512
+    # samples), so not yet shipped (a new base means re-running every benchmark measured on this one).
     uvit_cycles: int = 1
     uvit_batch: int = 64
     uvit_lr: float = 1e-3
