@@ -42,6 +42,8 @@ def finished_uvit(work, device="cpu", deadline=math.inf, config=UVIT_TINY):
         ({"uvit_fill_weight": 0}, "--uvit-fill-weight: out of range"),
         ({"uvit_fill_weight": (1, 0)}, "--uvit-fill-weight: out of range"),
         ({"uvit_fill_weight": ()}, "--uvit-fill-weight: out of range"),
+        ({"uvit_family_boost": (2, 0)}, "--uvit-family-boost: out of range"),
+        ({"uvit_boost_families": ("stripy",)}, "--uvit-boost-families: out of range"),
         ({"token_groups": 4096}, "--token-groups: out of range"),
         ({"uvit_hidden_size": 130}, "--uvit-hidden: must be a positive multiple of 4"),
         ({"uvit_block_channels": 0}, "--uvit-channels: must be a positive multiple of 4"),
@@ -221,6 +223,23 @@ def test_a_fill_weight_weighs_each_token_by_the_shapes_coverage_of_it(tiny_base)
         # Each token holds 2x2 pixels: the shape's pixels, counted by token, are its coverage's sum times 4.
         assert tokens_covered.sum() * 4 == pytest.approx(shape_mask(scene.content).sum(), rel=1e-5)
         assert tokens_covered.min() == 0 and tokens_covered.max() == pytest.approx(1)
+
+
+def test_a_family_boost_draws_its_families_that_many_times_as_often(tiny_base):
+    from styledrop.draws import choice
+    from styledrop.toyworld.build import uvit_data
+    from styledrop.toyworld.world import sample_scenes
+
+    scenes, tokens = sample_scenes(200, seed=0), torch.zeros(200, 16, 16, dtype=torch.long)
+    config = BuildConfig(uvit_family_boost=[1, 3], uvit_boost_families=["hatched"])
+    assert "draw_weights" not in uvit_data(tiny_base, scenes, tokens, config, cycle=1)
+    weights = uvit_data(tiny_base, scenes, tokens, config, cycle=2)["draw_weights"]
+    hatched = torch.tensor([s.style.family == "hatched" for s in scenes])
+    assert 0 < hatched.sum() < len(scenes)
+    assert torch.equal(weights, torch.where(hatched, 3.0, 1.0))
+    drawn = hatched[choice(weights, 20_000, torch.Generator().manual_seed(0), "cpu")].float().mean()
+    share = 3 * hatched.sum() / (3 * hatched.sum() + (~hatched).sum())
+    assert drawn == pytest.approx(share.item(), abs=0.02)  # about 6 standard errors
 
 
 def test_a_fourier_position_init_changes_the_position_embedding_and_nothing_else():

@@ -278,6 +278,7 @@ def run_demo(args) -> None:
 def add_build_toy_base(sub) -> None:
     from .toyworld.build import ASSETS, DEFAULT_WORK, POSITION_INITS, PRECISIONS
     from .toyworld.build import BuildConfig as B
+    from .toyworld.render import FAMILIES
 
     p = sub.add_parser("build-toy-base", help="(re)build the shapes-world base model, resuming where it stopped")
     p.add_argument("--work", default=DEFAULT_WORK, help="folder for stage checkpoints")
@@ -315,6 +316,22 @@ def add_build_toy_base(sub) -> None:
         default=B.uvit_fill_weight,
         help="weigh the loss of the shape's tokens this many times the backdrop's: one per cycle, the last for the rest",
     )
+    p.add_argument(
+        "--uvit-family-boost",
+        type=float,
+        nargs="+",
+        metavar="B",
+        default=B.uvit_family_boost,
+        help="draw scenes of --uvit-boost-families this many times as often: one per cycle, the last for the rest",
+    )
+    p.add_argument(
+        "--uvit-boost-families",
+        nargs="+",
+        choices=FAMILIES,
+        metavar="FAMILY",
+        default=B.uvit_boost_families,
+        help=f"the families --uvit-family-boost draws more often (default: {' '.join(B.uvit_boost_families)})",
+    )
     p.add_argument("--uvit-compile", action="store_true", help="torch.compile the U-ViT's training (a minute first)")
     p.add_argument("--device", default=None, help="the U-ViT stage's device (default: cuda if available, else cpu)")
     p.set_defaults(run=run_build_toy_base)
@@ -337,6 +354,8 @@ def run_build_toy_base(args) -> None:
         uvit_position_init=args.uvit_position_init,
         uvit_rotary=args.uvit_rotary,
         uvit_fill_weight=args.uvit_fill_weight,
+        uvit_family_boost=args.uvit_family_boost,
+        uvit_boost_families=args.uvit_boost_families,
     )
     status = build(args.work, config, budget_s=args.budget_minutes * 60, dest=args.out, device=args.device)
     for stage, done in status.items():

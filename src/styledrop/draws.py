@@ -23,3 +23,8 @@ def rand(shape: tuple[int, ...], generator: torch.Generator, device: torch.devic
 
 def randint(high: int, shape: tuple[int, ...], generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
     return deliver(torch.randint(high, shape, generator=generator, device=generator.device), device)
+
+
+def choice(weights: torch.Tensor, n: int, generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
+    """(n,) indices drawn with replacement, index i in proportion to weights[i] (on the generator's device)."""
+    return deliver(torch.multinomial(weights, n, replacement=True, generator=generator), device)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..checkpoint import is_complete, load_state, load_weights, read_meta, save_state, save_weights
-from ..draws import rand, randint
+from ..draws import choice, rand, randint
 from ..errors import StyleDropError, check_ranges
 from ..fileio import replace_dir, write_json, write_with
 from ..images import array_to_tensor
@@ -139,14 +139,21 @@ class BuildConfig:
     # cycle, the last for every cycle after it: (1, 4) is the line trained on from the shipped U-ViT's unweighted
     # first cycle, rebuilt from scratch by one command.
     uvit_fill_weight: tuple[float, ...] = (1.0,)
+    # A U-ViT cycle draws the scenes of uvit_boost_families this many times as often as the others' (one per cycle,
+    # the last for every cycle after it). The fill-weighted line levelled at 90% of samples honouring the named
+    # family over its ninth to eleventh cycles, hatched (56-64%) and striped (81-89%) short of it and the rest at
+    # 86-100% (benchmarks/family_bar.md, 2026-12-07): a late cycle spends more of its steps where the misses are.
+    uvit_family_boost: tuple[float, ...] = (1.0,)
+    uvit_boost_families: tuple[str, ...] = ("striped", "hatched")
     plain_prompt_rate: float = 0.25  # prompts without the style descriptor, so "a red star" means something
     cond_dropout: float = 0.1
     save_every_s: float = 300.0
 
     def __post_init__(self):
         object.__setattr__(self, "vq_blocks", tuple(self.vq_blocks))
-        if not isinstance(self.uvit_fill_weight, tuple):  # one weight for every cycle, or a list (from JSON)
-            object.__setattr__(self, "uvit_fill_weight", tuple(np.atleast_1d(self.uvit_fill_weight).tolist()))
+        object.__setattr__(self, "uvit_boost_families", tuple(self.uvit_boost_families))
+        for per_cycle in ("uvit_fill_weight", "uvit_family_boost"):  # one value for every cycle, or a list (JSON)
+            object.__setattr__(self, per_cycle, tuple(np.atleast_1d(getattr(self, per_cycle)).tolist()))
         check_ranges(
             self,
             {
@@ -154,7 +161,8 @@ class BuildConfig:
                 **{f: getattr(self, f) >= 1 for f in ("vq_images", "vq_steps", "vq_batch", "vq_restart_every")},
                 **{f: getattr(self, f) >= 1 for f in ("pool", "clip_steps", "clip_batch", "uvit_steps", "uvit_batch")},
                 "uvit_cycles": self.uvit_cycles >= 1,
-                "uvit_fill_weight": len(self.uvit_fill_weight) >= 1 and all(w > 0 for w in self.uvit_fill_weight),
+                **{f: len(getattr(self, f)) >= 1 and min(getattr(self, f)) > 0 for f in self.PER_CYCLE},
+                "uvit_boost_families": set(self.uvit_boost_families) <= set(FAMILIES),
                 **{f: 0 < getattr(self, f) <= 1 for f in ("vq_lr", "clip_lr", "uvit_lr")},
                 "vq_textures": self.vq_textures >= 0,
                 "vq_local_steps": self.vq_local_steps >= 0,
@@ -181,9 +189,20 @@ class BuildConfig:
         if self.uvit_full_resolution_blocks and not self.uvit_downsample:
             raise StyleDropError("--uvit-flat: a flat U-ViT has no full-resolution blocks to add (all its blocks are)")
 
+    PER_CYCLE = ("uvit_fill_weight", "uvit_family_boost")
+
     def fill_weight(self, cycle: int) -> float:
         """The fill weight of U-ViT cycle `cycle` (from 1)."""
-        return self.uvit_fill_weight[min(cycle, len(self.uvit_fill_weight)) - 1]
+        return of_cycle(self.uvit_fill_weight, cycle)
+
+    def family_boost(self, cycle: int) -> float:
+        """How many times as often U-ViT cycle `cycle` (from 1) draws a scene of uvit_boost_families."""
+        return of_cycle(self.uvit_family_boost, cycle)
+
+
+def of_cycle(values: tuple[float, ...], cycle: int) -> float:
+    """A per-cycle setting's value in cycle `cycle` (from 1): the last one holds for every cycle after it."""
+    return values[min(cycle, len(values)) - 1]
 
 
 def vq_model(config: BuildConfig):
@@ -619,7 +638,10 @@ def uvit_step(base, data: dict, optimizer, config: BuildConfig, generator: torch
     from ..train import drop_conditioning, masked_token_loss
 
     device = data["tokens"].device
-    idx = randint(len(data["tokens"]), (config.uvit_batch,), generator, device)
+    if "draw_weights" in data:
+        idx = choice(data["draw_weights"], config.uvit_batch, generator, device)
+    else:
+        idx = randint(len(data["tokens"]), (config.uvit_batch,), generator, device)
     plain = rand((config.uvit_batch,), generator, device) < config.plain_prompt_rate
     text = data["text"].index(torch.where(plain, data["plain_row"][idx], data["styled_row"][idx]))
     cond, _ = drop_conditioning(
@@ -672,7 +694,7 @@ def pool_tokens(work: Path, config: BuildConfig, vq, cycle: int = 1) -> tuple[li
 def uvit_data(base, scenes, tokens: torch.Tensor, config: BuildConfig, cycle: int = 1) -> dict:
     """What uvit_step draws from, on the tokens' device: every prompt of the scenes (with and without style)
     encoded once, each scene's row of them with and without its style, and, with a fill weight in U-ViT cycle
-    `cycle`, each token's weight in the loss."""
+    `cycle`, each token's weight in the loss; with a family boost, each scene's weight in the draw of a batch."""
     styled, plain = [s.prompt(True) for s in scenes], [s.prompt(False) for s in scenes]
     prompts = sorted(set(styled) | set(plain))
     row = {p: i for i, p in enumerate(prompts)}
@@ -688,6 +710,9 @@ def uvit_data(base, scenes, tokens: torch.Tensor, config: BuildConfig, cycle: in
     if (fill_weight := config.fill_weight(cycle)) != 1:
         coverage = token_coverage(scenes, tokens.shape[-1]).to(device)
         data["weights"] = 1 + (fill_weight - 1) * coverage
+    if (boost := config.family_boost(cycle)) != 1:  # on the CPU, where uvit_step's generator draws
+        boosted = torch.tensor([s.style.family in config.uvit_boost_families for s in scenes])
+        data["draw_weights"] = torch.where(boosted, boost, 1.0)
     return data
 
 
