@@ -15,6 +15,7 @@ TINY = BuildConfig(
     codebook_size=32,
     token_groups=8,
     vq_restart_every=2,
+    uvit_cycles=1,  # the shipped build's twelve would make every tiny build twelve
     save_every_s=0,
 )
 

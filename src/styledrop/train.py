@@ -48,7 +48,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     crops_per_image: int = 8  # the augmentation bank: random crops of each image, each also flipped
     # The shorter side is resized to crop_scale x resolution before cropping; 1.0: no rescale, and for a square
-    # reference no shift, only flips. Measured on the shipped toy base (README, defaults by measurement), 1.15
+    # reference no shift, only flips. Measured on the one-cycle toy base (README, defaults by measurement), 1.15
     # (a 1.15x rescale and shifts of up to 5 pixels) lost style and content against 1.0 over six held-out styles.
     crop_scale: float = 1.0
     flip: bool = True
