@@ -308,22 +308,19 @@ def add_build_toy_base(sub) -> None:
         action="store_true",
         help="rotary positions in the U-ViT's self-attention (offsets, not places)",
     )
-    p.add_argument(
-        "--uvit-fill-weight",
-        type=float,
-        nargs="+",
-        metavar="W",
-        default=B.uvit_fill_weight,
-        help="weigh the loss of the shape's tokens this many times the backdrop's: one per cycle, the last for the rest",
-    )
-    p.add_argument(
-        "--uvit-family-boost",
-        type=float,
-        nargs="+",
-        metavar="B",
-        default=B.uvit_family_boost,
-        help="draw scenes of --uvit-boost-families this many times as often: one per cycle, the last for the rest",
-    )
+    for option, metavar, what in (
+        ("--uvit-fill-weight", "W", "weigh the loss of the shape's tokens this many times the backdrop's"),
+        ("--uvit-family-boost", "B", "draw scenes of --uvit-boost-families this many times as often"),
+    ):
+        default = getattr(B, option[2:].replace("-", "_"))
+        p.add_argument(
+            option,
+            type=float,
+            nargs="+",
+            metavar=metavar,
+            default=default,
+            help=f"{what}: one per cycle, the last for the rest",
+        )
     p.add_argument(
         "--uvit-boost-families",
         nargs="+",

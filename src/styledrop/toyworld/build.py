@@ -133,9 +133,9 @@ class BuildConfig:
     # tokens, most of an image's, carry most of the loss: trained from scratch on striped scenes alone for 7500 steps,
     # weighing the fill 4 times drew striped fills in 19% of striped prompts against 0%, the asked shape in 91%
     # against 97% (benchmarks/family_bar.md, 2026-12-06). On every family at once, in a second cycle, it honoured the
-    # named family no more often (49% against 55%, stripes 0% in both), but the weighted line trained on climbed
-    # where the unweighted one was not followed. One weight per cycle, the last for every cycle after it: (1, 4), an
-    # unweighted first cycle (the base shipped until 2026-12-07) and weighted ones after it.
+    # named family no more often (49% against 55%, stripes 0% in both); trained on, the weighted line reached the bar
+    # (the unweighted one was measured to its second cycle only). One weight per cycle, the last for every cycle
+    # after it: (1, 4), an unweighted first cycle (the base shipped until 2026-12-07) and weighted ones after it.
     uvit_fill_weight: tuple[float, ...] = (1.0, 4.0)
     # A U-ViT cycle draws the scenes of uvit_boost_families this many times as often as the others' (one per cycle,
     # the last for every cycle after it). The fill-weighted line levelled at 90% of samples honouring the named
@@ -146,6 +146,8 @@ class BuildConfig:
     plain_prompt_rate: float = 0.25  # prompts without the style descriptor, so "a red star" means something
     cond_dropout: float = 0.1
     save_every_s: float = 300.0
+
+    PER_CYCLE = ("uvit_fill_weight", "uvit_family_boost")  # one value per U-ViT cycle, the last for the rest
 
     def __post_init__(self):
         object.__setattr__(self, "vq_blocks", tuple(self.vq_blocks))
@@ -186,8 +188,6 @@ class BuildConfig:
                 raise StyleDropError(f"{option}: must be {' or '.join(choices)}, got {value!r}")
         if self.uvit_full_resolution_blocks and not self.uvit_downsample:
             raise StyleDropError("--uvit-flat: a flat U-ViT has no full-resolution blocks to add (all its blocks are)")
-
-    PER_CYCLE = ("uvit_fill_weight", "uvit_family_boost")
 
     def fill_weight(self, cycle: int) -> float:
         """The fill weight of U-ViT cycle `cycle` (from 1)."""
