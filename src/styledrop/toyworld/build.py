@@ -152,7 +152,7 @@ class BuildConfig:
     def __post_init__(self):
         object.__setattr__(self, "vq_blocks", tuple(self.vq_blocks))
         object.__setattr__(self, "uvit_boost_families", tuple(self.uvit_boost_families))
-        for per_cycle in ("uvit_fill_weight", "uvit_family_boost"):  # one value for every cycle, or a list (JSON)
+        for per_cycle in self.PER_CYCLE:  # one value for every cycle, or a list (from JSON)
             object.__setattr__(self, per_cycle, tuple(np.atleast_1d(getattr(self, per_cycle)).tolist()))
         check_ranges(
             self,
